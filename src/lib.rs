@@ -1,1 +1,15 @@
+//! rancon keeps a service registry in step with an orchestrator.
+//!
+//! Data flows one way: config → build → fetch → pure plan → apply
+//! (see `../shared/design/ARCHITECTURE.md`).
 
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod labels;
+pub mod model;
+pub mod reconcile;
+pub mod source;
+pub mod template;

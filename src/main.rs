@@ -1,3 +1,46 @@
-fn main() {
-    println!("Hello, world!");
+//! Thin edge: parse the CLI, set up logging, hand over to the library.
+
+use clap::Parser;
+use rancon::cli::{Cli, Command, LogArgs, LogFormat};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(log: &LogArgs) {
+    let default = match (log.quiet, log.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("RANCON_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match &cli.command {
+            None => rancon::app::run(&cli.run).await,
+            Some(Command::Run(args)) => rancon::app::run(args).await,
+            Some(Command::Check(args)) => rancon::app::check(args).await,
+            Some(Command::Schema) => {
+                print!("{}", rancon::app::schema());
+                ExitCode::SUCCESS
+            }
+        }
+    })
 }

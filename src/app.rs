@@ -1,0 +1,248 @@
+//! load → validate → build → run rounds until told to stop.
+
+use crate::backend;
+use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
+use crate::config::{self, ConfigError, LoadOptions, Loaded, RawConfig};
+use crate::reconcile::engine::{Pipeline, RoundOptions, RoundReport};
+use crate::source;
+use std::process::ExitCode;
+
+/// Exit code for an invalid configuration (EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+fn load_options(args: &ConfigArgs) -> LoadOptions {
+    LoadOptions {
+        file: args.config.clone(),
+        sets: args.sets.clone(),
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load_valid(args: &ConfigArgs) -> Result<Loaded, ConfigError> {
+    let loaded = config::load(&load_options(args))?;
+    config::validate::validate(&loaded)?;
+    Ok(loaded)
+}
+
+/// Builds the pipeline from a validated configuration.
+pub fn build(raw: &RawConfig) -> Result<Pipeline, ConfigError> {
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    for (name, cfg) in &raw.sources {
+        match source::build(name, cfg, raw) {
+            Ok(s) => sources.push(s),
+            Err(e) => problems.push(problem(format!("sources.{name}"), e.to_string())),
+        }
+    }
+    let mut backends = Vec::new();
+    for (name, cfg) in &raw.backends {
+        match backend::build(name, cfg, raw) {
+            Ok(b) => backends.push(b),
+            Err(e) => problems.push(problem(format!("backends.{name}"), e.to_string())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(Pipeline {
+        sources,
+        backends,
+        max_deregister_fraction: raw.max_deregister_fraction,
+    })
+}
+
+fn problem(key: String, message: String) -> config::Problem {
+    config::Problem {
+        key,
+        message,
+        origin: None,
+    }
+}
+
+/// `rancon schema`: the JSON Schema of the configuration.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(RawConfig);
+    serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
+}
+
+/// `rancon check`: prints a ✓/✗ report; 0 when valid, 78 when not.
+pub async fn check(args: &CheckArgs) -> ExitCode {
+    let loaded = match config::load(&load_options(&args.config)) {
+        Ok(l) => l,
+        Err(e) => return config_failed("load", &e),
+    };
+    println!("✓ loaded");
+    if let Err(e) = config::validate::validate(&loaded) {
+        return config_failed("validate", &e);
+    }
+    println!(
+        "✓ validated: {} source(s), {} backend(s)",
+        loaded.raw.sources.len(),
+        loaded.raw.backends.len()
+    );
+    let pipeline = match build(&loaded.raw) {
+        Ok(p) => p,
+        Err(e) => return config_failed("build", &e),
+    };
+    println!("✓ built");
+    let mut ok = true;
+    if args.connect {
+        for s in &pipeline.sources {
+            match s.fetch().await {
+                Ok((eps, skipped)) => println!(
+                    "✓ source {}: {} endpoint(s), {} skipped",
+                    s.name(),
+                    eps.len(),
+                    skipped.len()
+                ),
+                Err(e) => {
+                    ok = false;
+                    println!("✗ source {}: {e}", s.name())
+                }
+            }
+        }
+        for b in &pipeline.backends {
+            match b.list().await {
+                Ok(regs) => println!(
+                    "✓ backend {}: {} owned registration(s)",
+                    b.name(),
+                    regs.len()
+                ),
+                Err(e) => {
+                    ok = false;
+                    println!("✗ backend {}: {e}", b.name())
+                }
+            }
+        }
+    }
+    println!("\nresolved configuration:\n{}", resolved(&loaded.raw));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The resolved configuration as TOML (secrets are masked by their types).
+pub fn resolved(raw: &RawConfig) -> String {
+    toml::to_string(raw).unwrap_or_else(|e| format!("<cannot render: {e}>"))
+}
+
+fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
+    println!("✗ {stage}");
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// `rancon run`: one round with --once, else rounds every `interval` until SIGINT/SIGTERM.
+pub async fn run(args: &RunArgs) -> ExitCode {
+    let loaded = match load_valid(&args.config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let pipeline = match build(&loaded.raw) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let opts = RoundOptions {
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    if args.once || args.dry_run {
+        let report = one_round(&pipeline, opts, args.output).await;
+        return if report.failed() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        // The round in flight always finishes; the signal is only looked at between rounds.
+        let round = one_round(&pipeline, opts, args.output);
+        tokio::pin!(round);
+        let mut stopping = false;
+        tokio::select! {
+            _ = &mut round => {}
+            _ = &mut stop => { stopping = true; round.await; }
+        }
+        if stopping {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(loaded.raw.interval) => {}
+            _ = &mut stop => break,
+        }
+    }
+    tracing::info!("stopped by signal");
+    ExitCode::SUCCESS
+}
+
+async fn one_round(pipeline: &Pipeline, opts: RoundOptions, output: Output) -> RoundReport {
+    let report = pipeline.round(opts).await;
+    let (reg, upd, dereg, unchanged, failed) = report.totals();
+    tracing::info!(
+        registered = reg,
+        updated = upd,
+        deregistered = dereg,
+        unchanged,
+        failed,
+        dry_run = opts.dry_run,
+        "round done"
+    );
+    if opts.dry_run {
+        print_plan(&report, output);
+    }
+    report
+}
+
+fn print_plan(report: &RoundReport, output: Output) {
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+        return;
+    }
+    for b in &report.backends {
+        println!("backend {}:", b.backend);
+        if let Some(e) = &b.error {
+            println!("  ! {e}");
+        }
+        let Some(p) = &b.plan else { continue };
+        for r in p.register.values() {
+            println!("  + {} {} {}:{}", r.id, r.name, r.address, r.port);
+        }
+        for r in p.update.values() {
+            println!("  ~ {} {} {}:{}", r.id, r.name, r.address, r.port);
+        }
+        for id in &p.deregister {
+            println!("  - {id}");
+        }
+        println!("  = {} unchanged", p.unchanged);
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

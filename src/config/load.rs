@@ -1,0 +1,109 @@
+//! figment layering: defaults < conventional env < TOML file < `RANCON_*` env < CLI `--set`.
+
+use super::RawConfig;
+use super::report::{ConfigError, Problem};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use std::path::PathBuf;
+
+/// What the command line says about where configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config FILE` (or `RANCON_CONFIG`); a named file that is missing is an error.
+    pub file: Option<PathBuf>,
+    /// `--set key.path=value` overrides, in order.
+    pub sets: Vec<String>,
+}
+
+/// A loaded (shape-checked) configuration plus the figment it came from, for origins.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The extracted configuration.
+    pub raw: RawConfig,
+    /// The layered providers, to find where any value came from.
+    pub figment: Figment,
+}
+
+/// Environment variables under `RANCON_` that are not config keys.
+const NOT_KEYS: &[&str] = &["config", "log"];
+
+/// Builds the layered figment without extracting it.
+pub fn figment(opts: &LoadOptions) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(path) = &opts.file {
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig = fig.merge(
+        Env::prefixed("RANCON_")
+            .split("__")
+            .filter(|k| !NOT_KEYS.contains(&k.as_str())),
+    );
+    Ok(fig.merge(CliSets::parse(&opts.sets)?))
+}
+
+/// Loads and shape-checks the configuration (types, unknown keys); see `validate` for meaning.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    if let Some(path) = &opts.file
+        && !path.is_file()
+    {
+        return Err(ConfigError {
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                ),
+                origin: Some("--config / RANCON_CONFIG".into()),
+            }],
+        });
+    }
+    let figment = figment(opts)?;
+    let raw = figment.extract::<RawConfig>()?;
+    Ok(Loaded { raw, figment })
+}
+
+/// `--set key.path=value` overrides; values parse as TOML (`5`, `true`, `["a"]`), else string.
+struct CliSets(Vec<(String, toml::Value)>);
+
+impl CliSets {
+    fn parse(sets: &[String]) -> Result<Self, ConfigError> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for s in sets {
+            match s.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+                        .ok()
+                        .and_then(|mut t| t.remove("v"))
+                        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+                    out.push((k.trim().to_string(), value));
+                }
+                _ => problems.push(Problem {
+                    key: s.clone(),
+                    message: "expected KEY=VALUE, e.g. --set interval=10s".into(),
+                    origin: Some("command line --set".into()),
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self(out))
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+impl Provider for CliSets {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("command line").interpolater(|_, keys| format!("--set {}", keys.join(".")))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut fig = Figment::new();
+        for (k, v) in &self.0 {
+            fig = fig.merge(Serialized::default(k, v));
+        }
+        fig.data()
+    }
+}

@@ -1,0 +1,158 @@
+//! Configuration: the serde/schemars model (`RawConfig`), figment layering (`load`),
+//! meaning checks (`validate`) and error reports that name key and origin (`report`).
+
+pub mod load;
+pub mod report;
+pub mod validate;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{LoadOptions, Loaded, load};
+pub use report::{ConfigError, Problem};
+
+/// The whole configuration, as layered by figment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schemars(title = "rancon configuration")]
+pub struct RawConfig {
+    /// Label prefix that selects services: a service carrying label `<prefix>` or `<prefix>.*`
+    /// is registered; label `<prefix>.X` becomes template property `X`.
+    pub label_prefix: String,
+    /// Identity of this rancon deployment. Only registrations carrying this owner's marker are
+    /// ever updated or deregistered, so two deployments can share one registry.
+    pub owner: String,
+    /// Time between two rounds in continuous mode, e.g. `"30s"` or `"2m"`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Default service name template, e.g. `"%NAME%-%STACK%"`; label `<prefix>.name` overrides it.
+    pub name: String,
+    /// A round that would deregister more than this share of a backend's owned registrations
+    /// deregisters nothing there (unless `--force`); `1.0` disables the guard.
+    pub max_deregister_fraction: f64,
+    /// The health and metrics HTTP endpoint.
+    pub http: HttpConfig,
+    /// Where services come from, keyed by a component name (`^[a-z][a-z0-9_]*$`).
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Where registrations go, keyed by a component name (`^[a-z][a-z0-9_]*$`).
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            label_prefix: "rancon".into(),
+            owner: "default".into(),
+            interval: Duration::from_secs(30),
+            name: "%NAME%".into(),
+            max_deregister_fraction: 0.5,
+            http: HttpConfig::default(),
+            sources: BTreeMap::new(),
+            backends: BTreeMap::new(),
+        }
+    }
+}
+
+/// The health and metrics HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Whether to serve `/health`, `/ready` and `/metrics` in continuous mode.
+    pub enabled: bool,
+    /// Address and port to listen on, e.g. `"0.0.0.0:9090"`.
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// A source of services, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// Services declared in the configuration or in a file: external services, and the demo.
+    Static(StaticSourceConfig),
+}
+
+/// `type = "static"`: services declared inline or in a TOML/JSON file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticSourceConfig {
+    /// Services declared inline.
+    pub services: Vec<StaticService>,
+    /// A TOML or JSON file holding `services = [...]` in the same shape, re-read every round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Overrides the global `label_prefix` for this source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_prefix: Option<String>,
+    /// Overrides the global `name` template for this source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One statically declared service endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticService {
+    /// Service name (`%NAME%` in templates).
+    pub name: String,
+    /// Address clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
+    /// Labels with the same meanings an orchestrator's labels have (`rancon.tag`, `rancon.name`, …).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A registry to keep in step, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BackendConfig {
+    /// Traefik's file provider: one router and one service per registered name.
+    TraefikFile(TraefikFileConfig),
+}
+
+impl BackendConfig {
+    /// The sources this backend reads (`None`: all).
+    pub fn sources(&self) -> Option<&[String]> {
+        match self {
+            BackendConfig::TraefikFile(c) => c.sources.as_deref(),
+        }
+    }
+}
+
+/// `type = "traefik_file"`: writes Traefik's dynamic configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraefikFileConfig {
+    /// Output file; `.toml`, `.yaml` or `.yml` picks the format. Written atomically, and only
+    /// when its content changes.
+    pub path: PathBuf,
+    /// Router rule template used when a service has no `rule` property (label `rancon.rule`).
+    #[serde(default = "default_rule")]
+    pub default_rule: String,
+    /// Entry points the routers attach to (empty: Traefik's default, all entry points).
+    #[serde(default)]
+    pub entry_points: Vec<String>,
+    /// Names of the sources this backend reads (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+}
+
+fn default_rule() -> String {
+    "Host(`%NAME%`)".into()
+}

@@ -1,0 +1,159 @@
+//! Meaning checks after figment has checked shape: every problem is collected, none stops the rest.
+
+use super::report::{ConfigError, Problem, origin_of};
+use super::{BackendConfig, Loaded, SourceConfig, StaticSourceConfig, TraefikFileConfig};
+use crate::source::static_file::read_services_file;
+use crate::template::Template;
+use regex::Regex;
+use std::sync::LazyLock;
+
+static COMPONENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]*$").unwrap());
+static OWNER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]*$").unwrap());
+
+struct Collector<'a> {
+    loaded: &'a Loaded,
+    problems: Vec<Problem>,
+}
+
+impl Collector<'_> {
+    fn add(&mut self, key: String, message: impl Into<String>) {
+        let origin = origin_of(&self.loaded.figment, &key);
+        self.problems.push(Problem {
+            key,
+            message: message.into(),
+            origin,
+        });
+    }
+
+    fn template(&mut self, key: String, src: &str) {
+        if let Err(e) = Template::parse(src) {
+            self.add(key, format!("malformed template {src:?}: {e}"));
+        }
+    }
+}
+
+/// Checks what figment cannot: names, templates, references, files. Returns every problem.
+pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
+    let raw = &loaded.raw;
+    let mut c = Collector {
+        loaded,
+        problems: Vec::new(),
+    };
+    if raw.label_prefix.is_empty() || raw.label_prefix.contains(char::is_whitespace) {
+        c.add(
+            "label_prefix".into(),
+            "must be non-empty and without spaces",
+        );
+    }
+    if !OWNER.is_match(&raw.owner) {
+        c.add(
+            "owner".into(),
+            "must match ^[a-z0-9][a-z0-9_-]*$ (it becomes a tag)",
+        );
+    }
+    if raw.interval.as_millis() < 100 {
+        c.add("interval".into(), "must be at least 100ms");
+    }
+    c.template("name".into(), &raw.name);
+    if !(0.0..=1.0).contains(&raw.max_deregister_fraction) {
+        c.add(
+            "max_deregister_fraction".into(),
+            "must be between 0.0 and 1.0",
+        );
+    }
+    if raw.sources.is_empty() {
+        c.add(
+            "sources".into(),
+            "no source configured: add a [sources.<name>] table",
+        );
+    }
+    if raw.backends.is_empty() {
+        c.add(
+            "backends".into(),
+            "no backend configured: add a [backends.<name>] table",
+        );
+    }
+    for (name, src) in &raw.sources {
+        let key = format!("sources.{name}");
+        if !COMPONENT.is_match(name) {
+            c.add(key.clone(), "component names must match ^[a-z][a-z0-9_]*$");
+        }
+        match src {
+            SourceConfig::Static(s) => check_static(&mut c, &key, s),
+        }
+    }
+    for (name, be) in &raw.backends {
+        let key = format!("backends.{name}");
+        if !COMPONENT.is_match(name) {
+            c.add(key.clone(), "component names must match ^[a-z][a-z0-9_]*$");
+        }
+        for (i, s) in be.sources().unwrap_or_default().iter().enumerate() {
+            if !raw.sources.contains_key(s) {
+                c.add(
+                    format!("{key}.sources.{i}"),
+                    format!("names source {s:?}, which is not configured"),
+                );
+            }
+        }
+        match be {
+            BackendConfig::TraefikFile(t) => check_traefik(&mut c, &key, t),
+        }
+    }
+    if c.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            problems: c.problems,
+        })
+    }
+}
+
+fn check_static(c: &mut Collector, key: &str, s: &StaticSourceConfig) {
+    if let Some(t) = &s.name {
+        c.template(format!("{key}.name"), t);
+    }
+    if let Some(p) = &s.label_prefix
+        && p.is_empty()
+    {
+        c.add(format!("{key}.label_prefix"), "must not be empty");
+    }
+    for (i, svc) in s.services.iter().enumerate() {
+        if svc.name.is_empty() || svc.host.is_empty() || svc.port == 0 {
+            c.add(
+                format!("{key}.services.{i}"),
+                "needs a non-empty name and host and a non-zero port",
+            );
+        }
+    }
+    if let Some(file) = &s.file
+        && let Err(e) = read_services_file(file)
+    {
+        c.add(format!("{key}.file"), e.to_string());
+    }
+    if s.services.is_empty() && s.file.is_none() {
+        c.add(
+            key.to_string(),
+            "declares no services: set `services` or `file`",
+        );
+    }
+}
+
+fn check_traefik(c: &mut Collector, key: &str, t: &TraefikFileConfig) {
+    c.template(format!("{key}.default_rule"), &t.default_rule);
+    let ext = t.path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "toml" | "yaml" | "yml") {
+        c.add(
+            format!("{key}.path"),
+            format!("{} must end in .toml, .yaml or .yml", t.path.display()),
+        );
+    }
+    let parent = t.path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent
+        && !dir.is_dir()
+    {
+        c.add(
+            format!("{key}.path"),
+            format!("directory {} does not exist", dir.display()),
+        );
+    }
+}

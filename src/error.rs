@@ -1,0 +1,57 @@
+//! Typed errors the engine branches on.
+
+use std::path::PathBuf;
+
+/// A source could not list its services; the round deregisters nothing it feeds.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Content that does not have the expected shape.
+    #[error("cannot parse {what}: {message}")]
+    Decode {
+        /// What was being decoded (a file, a URL).
+        what: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// A backend could not list or write.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Local I/O failed (the Traefik file).
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// What the backend holds does not have the expected shape.
+    #[error("cannot parse {what}: {message}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// An endpoint that cannot be registered; only that endpoint is skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("skipping {endpoint}: {reason}")]
+pub struct Skip {
+    /// Which endpoint (`source/service@host:port`).
+    pub endpoint: String,
+    /// Why.
+    pub reason: String,
+}

@@ -1,0 +1,55 @@
+//! Plain data that flows between sources, the planner and backends.
+
+use crate::template::Props;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One address of one selected service, as a source saw it.
+///
+/// `props` always holds `name` (the final, rendered service name), `service` (the source's own
+/// name for it), `host` and `port`, plus one entry per `<prefix>.X` label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// Name of the source component that produced it.
+    pub source: String,
+    /// Properties for templates (lower-case keys).
+    pub props: Props,
+}
+
+impl Endpoint {
+    /// A property, or `""` when absent.
+    pub fn prop(&self, key: &str) -> &str {
+        self.props.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// Human label used in warnings: `source/service@host:port`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}/{}@{}:{}",
+            self.source,
+            self.prop("service"),
+            self.prop("host"),
+            self.prop("port")
+        )
+    }
+}
+
+/// What a backend holds (or should hold) for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Backend-unique id.
+    pub id: String,
+    /// Service name.
+    pub name: String,
+    /// Address clients connect to.
+    pub address: String,
+    /// Port clients connect to.
+    pub port: u16,
+    /// Tags, compared as a set.
+    pub tags: BTreeSet<String>,
+    /// Backend-specific attributes (Consul meta, Traefik rule, …).
+    pub meta: BTreeMap<String, String>,
+}
+
+/// Registrations keyed by id, ordered so plans and snapshots are stable.
+pub type RegistrationMap = BTreeMap<String, Registration>;

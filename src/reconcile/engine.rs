@@ -1,0 +1,219 @@
+//! One round: fetch sources → render per backend → list owned → plan → guards → apply.
+
+use super::{Plan, plan};
+use crate::backend::Backend;
+use crate::error::Skip;
+use crate::model::{Endpoint, RegistrationMap};
+use crate::source::Source;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The components of a running rancon, built once from the config.
+pub struct Pipeline {
+    /// Sources, in config order.
+    pub sources: Vec<Box<dyn Source>>,
+    /// Backends, in config order.
+    pub backends: Vec<Box<dyn Backend>>,
+    /// The deregistration guard (see `RawConfig::max_deregister_fraction`).
+    pub max_deregister_fraction: f64,
+}
+
+/// How to run a round.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundOptions {
+    /// Compute and report the plans, write nothing.
+    pub dry_run: bool,
+    /// Apply deregistrations even when the guard would stop them.
+    pub force: bool,
+}
+
+/// What one source produced this round.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceOutcome {
+    /// Component name.
+    pub source: String,
+    /// Endpoints selected.
+    pub endpoints: usize,
+    /// Endpoints skipped, with reasons.
+    pub skipped: Vec<String>,
+    /// Set when the source failed to list; its backends then deregister nothing.
+    pub error: Option<String>,
+}
+
+/// What one backend did this round.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendOutcome {
+    /// Component name.
+    pub backend: String,
+    /// The plan (after guards), when listing succeeded.
+    pub plan: Option<Plan>,
+    /// Writes that failed (id, error); retried next round.
+    pub failed: Vec<(String, String)>,
+    /// Why the backend's round failed as a whole (listing error, guard).
+    pub error: Option<String>,
+    /// Deregistrations held back because a source failed or the guard tripped.
+    pub held_back: usize,
+}
+
+/// The outcome of one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundReport {
+    /// Per source.
+    pub sources: Vec<SourceOutcome>,
+    /// Per backend.
+    pub backends: Vec<BackendOutcome>,
+    /// Whether the round was a dry run.
+    pub dry_run: bool,
+}
+
+impl RoundReport {
+    /// True when anything failed: a source, a listing, a write, or the guard.
+    pub fn failed(&self) -> bool {
+        self.sources.iter().any(|s| s.error.is_some())
+            || self
+                .backends
+                .iter()
+                .any(|b| b.error.is_some() || !b.failed.is_empty())
+    }
+
+    /// Totals over all backends: (registered, updated, deregistered, unchanged, failed).
+    pub fn totals(&self) -> (usize, usize, usize, usize, usize) {
+        let mut t = (0, 0, 0, 0, 0);
+        for b in &self.backends {
+            if let Some(p) = &b.plan {
+                let failed: BTreeSet<&str> = b.failed.iter().map(|(id, _)| id.as_str()).collect();
+                let ok = |id: &String| !failed.contains(id.as_str());
+                t.0 += p.register.keys().filter(|id| ok(id)).count();
+                t.1 += p.update.keys().filter(|id| ok(id)).count();
+                t.2 += p.deregister.iter().filter(|id| ok(id)).count();
+                t.3 += p.unchanged;
+            }
+            t.4 += b.failed.len();
+        }
+        t
+    }
+}
+
+impl Pipeline {
+    /// Runs one round.
+    pub async fn round(&self, opts: RoundOptions) -> RoundReport {
+        let fetched = futures::future::join_all(self.sources.iter().map(|s| async move {
+            let _span = tracing::info_span!("source", name = s.name()).entered();
+            (s.name().to_string(), s.fetch().await)
+        }))
+        .await;
+        let mut sources = Vec::new();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut failed_sources = BTreeSet::new();
+        for (name, result) in fetched {
+            match result {
+                Ok((eps, skipped)) => {
+                    for s in &skipped {
+                        tracing::warn!(source = %name, "{s}");
+                    }
+                    sources.push(SourceOutcome {
+                        source: name,
+                        endpoints: eps.len(),
+                        skipped: skipped.iter().map(Skip::to_string).collect(),
+                        error: None,
+                    });
+                    endpoints.extend(eps);
+                }
+                Err(e) => {
+                    tracing::error!(source = %name, error = %e, "source failed; its backends deregister nothing this round");
+                    failed_sources.insert(name.clone());
+                    sources.push(SourceOutcome {
+                        source: name,
+                        endpoints: 0,
+                        skipped: vec![],
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        let mut backends = Vec::new();
+        for be in &self.backends {
+            backends.push(
+                self.backend_round(be.as_ref(), &endpoints, &failed_sources, opts)
+                    .await,
+            );
+        }
+        RoundReport {
+            sources,
+            backends,
+            dry_run: opts.dry_run,
+        }
+    }
+
+    async fn backend_round(
+        &self,
+        be: &dyn Backend,
+        endpoints: &[Endpoint],
+        failed_sources: &BTreeSet<String>,
+        opts: RoundOptions,
+    ) -> BackendOutcome {
+        let name = be.name();
+        let feeds = |src: &str| be.sources().is_none_or(|s| s.iter().any(|x| x == src));
+        let mut out = BackendOutcome {
+            backend: name.to_string(),
+            ..Default::default()
+        };
+        let mut desired = RegistrationMap::new();
+        for ep in endpoints.iter().filter(|ep| feeds(&ep.source)) {
+            match be.render(ep) {
+                Ok(reg) => {
+                    if let Some(prev) = desired.get(&reg.id) {
+                        tracing::warn!(backend = name, id = %reg.id, endpoint = %ep.describe(), "duplicate id (also {}); keeping the first", prev.name);
+                        continue;
+                    }
+                    desired.insert(reg.id.clone(), reg);
+                }
+                Err(skip) => tracing::warn!(backend = name, "{skip}"),
+            }
+        }
+        let actual = match be.list().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(backend = name, error = %e, "cannot list registrations");
+                out.error = Some(format!("list: {e}"));
+                return out;
+            }
+        };
+        let mut p = plan(&desired, &actual);
+        let incomplete = failed_sources.iter().any(|s| feeds(s));
+        if incomplete && !p.deregister.is_empty() {
+            out.held_back = p.deregister.len();
+            p.deregister.clear();
+        }
+        let limit = self.max_deregister_fraction * actual.len() as f64;
+        if !opts.force && self.max_deregister_fraction < 1.0 && p.deregister.len() as f64 > limit {
+            let msg = format!(
+                "guard: would deregister {} of {} owned registrations (more than max_deregister_fraction = {}); deregistering none (use --force to override)",
+                p.deregister.len(),
+                actual.len(),
+                self.max_deregister_fraction
+            );
+            tracing::error!(backend = name, "{msg}");
+            out.held_back += p.deregister.len();
+            p.deregister.clear();
+            out.error = Some(msg);
+        }
+        if !opts.dry_run && !p.is_empty() {
+            let report = be.apply(&actual, &p).await;
+            for (id, reg) in p.register.iter().chain(&p.update) {
+                if !report.failed.iter().any(|(f, _)| f == id) {
+                    tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "registered");
+                }
+            }
+            for id in &p.deregister {
+                tracing::info!(backend = name, id = %id, "deregistered");
+            }
+            for (id, e) in &report.failed {
+                tracing::error!(backend = name, id = %id, error = %e, "write failed; retried next round");
+            }
+            out.failed = report.failed;
+        }
+        out.plan = Some(p);
+        out
+    }
+}

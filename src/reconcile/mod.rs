@@ -1,0 +1,76 @@
+//! The pure planner: what to write so that `actual` becomes `desired`.
+
+pub mod engine;
+
+use crate::model::{Registration, RegistrationMap};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The writes one backend needs this round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Desired ids the backend does not hold.
+    pub register: RegistrationMap,
+    /// Held ids whose content differs from the desired one (the new content).
+    pub update: RegistrationMap,
+    /// Held (owned) ids no longer desired.
+    pub deregister: BTreeSet<String>,
+    /// Held ids that already match (count only; no write).
+    pub unchanged: usize,
+}
+
+impl Plan {
+    /// True when the plan makes no write.
+    pub fn is_empty(&self) -> bool {
+        self.register.is_empty() && self.update.is_empty() && self.deregister.is_empty()
+    }
+
+    /// Number of writes the plan makes.
+    pub fn writes(&self) -> usize {
+        self.register.len() + self.update.len() + self.deregister.len()
+    }
+}
+
+/// Computes the plan. `actual` must hold only registrations this rancon owns: a deregistration
+/// is only ever drawn from it, so foreign registrations can never be removed.
+pub fn plan(desired: &RegistrationMap, actual: &RegistrationMap) -> Plan {
+    let mut p = Plan::default();
+    for (id, want) in desired {
+        match actual.get(id) {
+            None => {
+                p.register.insert(id.clone(), want.clone());
+            }
+            Some(have) if have != want => {
+                p.update.insert(id.clone(), want.clone());
+            }
+            Some(_) => p.unchanged += 1,
+        }
+    }
+    p.deregister = actual
+        .keys()
+        .filter(|id| !desired.contains_key(*id))
+        .cloned()
+        .collect();
+    p
+}
+
+/// The state a backend holds after `plan` was applied to `actual` without failures.
+pub fn applied(actual: &RegistrationMap, plan: &Plan) -> RegistrationMap {
+    let mut out = actual.clone();
+    for id in &plan.deregister {
+        out.remove(id);
+    }
+    for (id, reg) in plan.register.iter().chain(&plan.update) {
+        out.insert(id.clone(), reg.clone());
+    }
+    out
+}
+
+/// Helper for backends that store names: all registrations grouped by service name.
+pub fn by_name(regs: &RegistrationMap) -> std::collections::BTreeMap<&str, Vec<&Registration>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<&Registration>> = Default::default();
+    for r in regs.values() {
+        out.entry(r.name.as_str()).or_default().push(r);
+    }
+    out
+}
