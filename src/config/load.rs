@@ -100,10 +100,25 @@ impl Provider for CliSets {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut fig = Figment::new();
-        for (k, v) in &self.0 {
-            fig = fig.merge(Serialized::default(k, v));
+        // Built as one plain table so figment tags every value with this provider.
+        let mut root = toml::Table::new();
+        for (key, value) in &self.0 {
+            let mut table = &mut root;
+            let mut parts = key.split('.').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    table.insert(part.to_string(), value.clone());
+                    break;
+                }
+                let entry = table
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !entry.is_table() {
+                    *entry = toml::Value::Table(toml::Table::new());
+                }
+                table = entry.as_table_mut().expect("just made a table");
+            }
         }
-        fig.data()
+        Serialized::defaults(root).data()
     }
 }

@@ -56,7 +56,11 @@ pub fn origin(meta: &Metadata, profile: &Profile, path: &[String]) -> String {
     match &meta.source {
         Some(Source::File(p)) => format!("file {}", p.display()),
         Some(Source::Custom(c)) => c.clone(),
-        _ => format!("{}: {}", meta.name, meta.interpolate(profile, path)),
+        // figment's Env interpolates without the prefix; operators set the full name.
+        _ if meta.name.contains("RANCON_") => {
+            format!("env RANCON_{}", meta.interpolate(profile, path).replace('.', "__"))
+        }
+        _ => meta.interpolate(profile, path),
     }
 }
 
@@ -72,10 +76,7 @@ impl From<figment::Error> for ConfigError {
         let problems = err
             .into_iter()
             .map(|e| {
-                let mut path = e.path.clone();
-                if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-                    path.push(field.clone());
-                }
+                let path = e.path.clone();
                 let profile = e.profile.clone().unwrap_or_default();
                 Problem {
                     key: path.join("."),
