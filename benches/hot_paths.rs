@@ -1,1 +1,59 @@
-fn main() {}
+//! Criterion benches of the pure hot paths: templates, labels, plan().
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rancon::model::{Registration, RegistrationMap};
+use rancon::template::{Props, Template};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+fn regs(n: usize, churn_every: usize) -> RegistrationMap {
+    (0..n)
+        .map(|i| {
+            let port = if churn_every > 0 && i % churn_every == 0 {
+                9999
+            } else {
+                8080
+            };
+            let r = Registration {
+                id: format!("svc-{i}"),
+                name: format!("svc-{}", i / 4),
+                address: format!("10.0.{}.{}", i / 250, i % 250),
+                port,
+                tags: ["rancon-default".to_string()].into(),
+                meta: BTreeMap::from([("rancon-owner".into(), "default".into())]),
+            };
+            (r.id.clone(), r)
+        })
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let t = Template::parse("%NAME%-%STACK%.%ENVIRONMENT%").unwrap();
+    let props: Props = [("name", "web"), ("stack", "shop"), ("environment", "prod")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.bench_function("template_render", |b| {
+        b.iter(|| t.render(black_box(&props)).unwrap())
+    });
+
+    let labels: BTreeMap<String, String> = (0..20)
+        .map(|i| (format!("io.rancher.label{i}"), "x".into()))
+        .chain([
+            ("rancon.name".into(), "%NAME%".into()),
+            ("rancon.tags".into(), "a,b".into()),
+        ])
+        .collect();
+    c.bench_function("labels_select_22", |b| {
+        b.iter(|| rancon::labels::select(black_box(&labels), "rancon"))
+    });
+
+    let actual = regs(10_000, 0);
+    let desired = regs(10_000, 100);
+    c.bench_function("plan_10k_1pct_churn", |b| {
+        b.iter(|| rancon::reconcile::plan(black_box(&desired), black_box(&actual)))
+    });
+}
+
+criterion_group!(hot, benches);
+criterion_main!(hot);

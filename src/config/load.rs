@@ -37,7 +37,7 @@ pub fn figment(opts: &LoadOptions) -> Result<Figment, ConfigError> {
     fig = fig.merge(
         Env::prefixed("RANCON_")
             .split("__")
-            .filter(|k| !NOT_KEYS.contains(&k.as_str())),
+            .filter(|k| !NOT_KEYS.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
     );
     Ok(fig.merge(CliSets::parse(&opts.sets)?))
 }

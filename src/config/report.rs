@@ -58,7 +58,10 @@ pub fn origin(meta: &Metadata, profile: &Profile, path: &[String]) -> String {
         Some(Source::Custom(c)) => c.clone(),
         // figment's Env interpolates without the prefix; operators set the full name.
         _ if meta.name.contains("RANCON_") => {
-            format!("env RANCON_{}", meta.interpolate(profile, path).replace('.', "__"))
+            format!(
+                "env RANCON_{}",
+                meta.interpolate(profile, path).replace('.', "__")
+            )
         }
         _ => meta.interpolate(profile, path),
     }

@@ -1,0 +1,222 @@
+//! static → traefik_file end to end, through the real binary.
+
+use assert_cmd::Command;
+use std::fs;
+use std::path::Path;
+
+fn config(dir: &Path, out: &str, services: &Path) -> String {
+    let p = dir.join("rancon.toml");
+    fs::write(
+        &p,
+        format!(
+            r#"
+owner = "e2e"
+[sources.apps]
+type = "static"
+file = {services:?}
+[sources.ext]
+type = "static"
+services = [{{ name = "db", host = "10.0.0.5", port = 5432 }}]
+[backends.traefik]
+type = "traefik_file"
+path = {out:?}
+default_rule = "Host(`%NAME%.example.com`)"
+entry_points = ["web", "websecure"]
+"#,
+            out = dir.join(out).display().to_string(),
+            services = services.display().to_string()
+        ),
+    )
+    .unwrap();
+    p.display().to_string()
+}
+
+const SERVICES: &str = r#"
+[[services]]
+name = "web"
+host = "10.0.0.10"
+port = 8080
+labels = { "rancon.stack" = "shop", "rancon.name" = "%NAME%-%STACK%" }
+[[services]]
+name = "web"
+host = "10.0.0.11"
+port = 8080
+labels = { "rancon.stack" = "shop", "rancon.name" = "%NAME%-%STACK%" }
+[[services]]
+name = "api"
+host = "10.0.0.20"
+port = 9000
+labels = { "rancon.rule" = "PathPrefix(`/api`)" }
+[[services]]
+name = "broken"
+host = "10.0.0.40"
+port = 1
+labels = { "rancon.name" = "%NAME%-%NOPE%" }
+"#;
+
+fn run_once(cfg: &str) {
+    Command::cargo_bin("rancon")
+        .unwrap()
+        .args(["--config", cfg, "--once"])
+        .assert()
+        .code(0);
+}
+
+fn check_traefik_shape(v: &serde_json::Value) {
+    let http = &v["http"];
+    assert_eq!(
+        http["routers"]["web-shop"]["rule"],
+        "Host(`web-shop.example.com`)"
+    );
+    assert_eq!(http["routers"]["web-shop"]["service"], "web-shop");
+    assert_eq!(
+        http["routers"]["web-shop"]["entryPoints"],
+        serde_json::json!(["web", "websecure"])
+    );
+    assert_eq!(http["routers"]["api"]["rule"], "PathPrefix(`/api`)");
+    let servers: Vec<&str> = http["services"]["web-shop"]["loadBalancer"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, ["http://10.0.0.10:8080", "http://10.0.0.11:8080"]);
+    assert_eq!(
+        http["services"]["db"]["loadBalancer"]["servers"][0]["url"],
+        "http://10.0.0.5:5432"
+    );
+    // The service whose name template cannot render is skipped, the others are not.
+    assert!(http["routers"].get("broken-").is_none());
+    assert_eq!(http["routers"].as_object().unwrap().len(), 3);
+}
+
+#[test]
+fn toml_output_parses_and_is_not_rewritten_when_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.toml");
+    fs::write(&services, SERVICES).unwrap();
+    let cfg = config(dir.path(), "dynamic.toml", &services);
+    let out = dir.path().join("dynamic.toml");
+    run_once(&cfg);
+    let text = fs::read_to_string(&out).unwrap();
+    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    check_traefik_shape(&serde_json::to_value(parsed).unwrap());
+
+    let before = fs::metadata(&out).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    run_once(&cfg);
+    assert_eq!(
+        fs::metadata(&out).unwrap().modified().unwrap(),
+        before,
+        "unchanged content was rewritten"
+    );
+
+    // A vanished service is removed; the rest stays.
+    fs::write(
+        &services,
+        SERVICES
+            .split("[[services]]\nname = \"api\"")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    run_once(&cfg);
+    let v: toml::Value = toml::from_str(&fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(v["http"]["routers"].get("api").is_none());
+    assert!(v["http"]["routers"].get("web-shop").is_some());
+    // No temp files left behind.
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn yaml_output_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.toml");
+    fs::write(&services, SERVICES).unwrap();
+    let cfg = config(dir.path(), "dynamic.yaml", &services);
+    run_once(&cfg);
+    let text = fs::read_to_string(dir.path().join("dynamic.yaml")).unwrap();
+    let v: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    check_traefik_shape(&v);
+}
+
+/// A source that fails mid-run (its file turned unreadable) deregisters nothing, and the round
+/// reports failure so `--once` would exit 1.
+#[tokio::test]
+async fn a_failing_source_deregisters_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.toml");
+    fs::write(&services, SERVICES).unwrap();
+    let cfg = config(dir.path(), "dynamic.toml", &services);
+    let args = rancon::cli::ConfigArgs {
+        config: Some(cfg.into()),
+        sets: vec![],
+    };
+    let loaded = rancon::app::load_valid(&args).unwrap();
+    let pipeline = rancon::app::build(&loaded.raw).unwrap();
+    let opts = rancon::reconcile::engine::RoundOptions::default();
+    let first = pipeline.round(opts).await;
+    assert!(!first.failed());
+    let out = dir.path().join("dynamic.toml");
+    let before = fs::read_to_string(&out).unwrap();
+
+    fs::write(&services, "not [valid toml").unwrap();
+    let second = pipeline.round(opts).await;
+    assert!(second.failed());
+    assert!(
+        second
+            .sources
+            .iter()
+            .any(|s| s.source == "apps" && s.error.is_some())
+    );
+    let b = &second.backends[0];
+    assert_eq!(
+        b.held_back, 3,
+        "the three endpoints of the failed source are held back"
+    );
+    assert!(b.plan.as_ref().unwrap().deregister.is_empty());
+    assert_eq!(fs::read_to_string(&out).unwrap(), before);
+}
+
+/// The guard stops a round that would remove more than the configured share of registrations.
+#[tokio::test]
+async fn the_guard_stops_mass_deregistration_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.toml");
+    fs::write(&services, SERVICES).unwrap();
+    let cfg = config(dir.path(), "dynamic.toml", &services);
+    let args = rancon::cli::ConfigArgs {
+        config: Some(cfg.into()),
+        sets: vec![],
+    };
+    let loaded = rancon::app::load_valid(&args).unwrap();
+    let pipeline = rancon::app::build(&loaded.raw).unwrap();
+    let mut opts = rancon::reconcile::engine::RoundOptions::default();
+    assert!(!pipeline.round(opts).await.failed());
+
+    fs::write(&services, "").unwrap(); // 3 of 4 registrations vanish: over the 0.5 default
+    let guarded = pipeline.round(opts).await;
+    assert!(guarded.failed());
+    let b = &guarded.backends[0];
+    assert!(
+        b.error
+            .as_deref()
+            .unwrap()
+            .contains("max_deregister_fraction")
+    );
+    assert_eq!(b.held_back, 3);
+    let text = fs::read_to_string(dir.path().join("dynamic.toml")).unwrap();
+    assert!(text.contains("web-shop"));
+
+    opts.force = true;
+    let forced = pipeline.round(opts).await;
+    assert!(!forced.failed());
+    assert_eq!(forced.totals().2, 3);
+    let text = fs::read_to_string(dir.path().join("dynamic.toml")).unwrap();
+    assert!(!text.contains("web-shop") && text.contains("db"));
+}

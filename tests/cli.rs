@@ -1,0 +1,217 @@
+//! The binary as operators call it: exit codes, error text with key and origin, schema drift.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+
+fn rancon() -> Command {
+    let mut c = Command::cargo_bin("rancon").unwrap();
+    c.env_remove("RANCON_CONFIG").env_remove("RANCON_LOG");
+    c
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const GOOD: &str = r#"
+[sources.ext]
+type = "static"
+services = [{ name = "db", host = "10.0.0.5", port = 5432 }]
+[backends.traefik]
+type = "traefik_file"
+path = "OUT"
+"#;
+
+fn good(dir: &tempfile::TempDir) -> String {
+    let out = dir.path().join("out.toml").display().to_string();
+    write(dir, "good.toml", &GOOD.replace("OUT", &out))
+}
+
+#[test]
+fn schema_output_matches_the_committed_schema() {
+    let out = rancon().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let committed = fs::read_to_string("schemas/rancon.schema.json").unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        committed,
+        "schemas/rancon.schema.json drifted: run `cargo run -- schema > schemas/rancon.schema.json`"
+    );
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let dir = tempfile::tempdir().unwrap();
+    rancon()
+        .args(["check", "--config", &good(&dir)])
+        .assert()
+        .code(0)
+        .stdout(
+            predicate::str::contains("✓ validated")
+                .and(predicate::str::contains("resolved configuration")),
+        );
+}
+
+/// Each class of bad input exits 78 and names the key and where the value came from.
+#[test]
+fn bad_inputs_exit_78_naming_key_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = good(&dir);
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str, &str)> = vec![
+        // (args, env, key, origin)
+        (
+            vec!["--set".into(), "bogus=1".into()],
+            vec![],
+            "bogus",
+            "--set bogus",
+        ),
+        (
+            vec![],
+            vec![("RANCON_INTERVAL", "5 parsecs")],
+            "interval",
+            "env RANCON_INTERVAL",
+        ),
+        (
+            vec!["--set".into(), "owner=7".into()],
+            vec![],
+            "owner",
+            "--set owner",
+        ),
+        (
+            vec![
+                "--set".into(),
+                "backends.traefik.default_rule=Host(%NAME)".into(),
+            ],
+            vec![],
+            "backends.traefik.default_rule",
+            "--set backends.traefik.default_rule",
+        ),
+        (
+            vec![
+                "--set".into(),
+                r#"backends.traefik.sources=["nope"]"#.into(),
+            ],
+            vec![],
+            "backends.traefik.sources.0",
+            "names source \"nope\"",
+        ),
+        (
+            vec![
+                "--set".into(),
+                "sources.ext.file=/no/such/services.toml".into(),
+            ],
+            vec![],
+            "sources.ext.file",
+            "--set sources.ext.file",
+        ),
+        (
+            vec![
+                "--set".into(),
+                "backends.traefik.path=/no/such/dir/out.toml".into(),
+            ],
+            vec![],
+            "backends.traefik.path",
+            "does not exist",
+        ),
+    ];
+    for (args, env, key, origin) in cases {
+        let mut cmd = rancon();
+        cmd.args(["check", "--config", &g]).args(&args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("- {key}:")),
+            "{key} not named: {stderr}"
+        );
+        assert!(stderr.contains(origin), "origin {origin} missing: {stderr}");
+    }
+}
+
+#[test]
+fn file_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(&dir, "bad.toml", "interval = 5\n");
+    rancon()
+        .args(["check", "--config", &bad])
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("interval").and(predicate::str::contains(&bad)));
+    rancon()
+        .args(["check", "--config", "/no/such/rancon.toml"])
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("/no/such/rancon.toml"));
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = good(&dir);
+    let out = rancon()
+        .args([
+            "check",
+            "--config",
+            &g,
+            "--set",
+            "owner=Bad Owner",
+            "--set",
+            "name=%oops",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr.contains("2 problems"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    rancon().arg("--no-such-flag").assert().code(2);
+}
+
+#[test]
+fn run_once_writes_and_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = good(&dir);
+    let out = dir.path().join("out.toml");
+    rancon()
+        .args(["--config", &g, "--dry-run", "--output", "json"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("\"db@10.0.0.5:5432\""));
+    assert!(!out.exists(), "dry run wrote the file");
+    rancon()
+        .args(["run", "--config", &g, "--once"])
+        .assert()
+        .code(0);
+    assert!(
+        fs::read_to_string(&out)
+            .unwrap()
+            .contains("http://10.0.0.5:5432")
+    );
+}
+
+#[test]
+fn a_broken_services_file_is_a_config_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = write(&dir, "svc.toml", "not [valid toml");
+    let g = good(&dir);
+    rancon()
+        .args([
+            "--config",
+            &g,
+            "--once",
+            "--set",
+            &format!("sources.ext.file={services}"),
+        ])
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("sources.ext.file"));
+}
