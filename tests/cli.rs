@@ -55,12 +55,15 @@ fn check_accepts_a_good_config() {
         );
 }
 
+/// (extra args, env vars, key named, origin named).
+type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str, &'static str);
+
 /// Each class of bad input exits 78 and names the key and where the value came from.
 #[test]
 fn bad_inputs_exit_78_naming_key_and_origin() {
     let dir = tempfile::tempdir().unwrap();
     let g = good(&dir);
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // (args, env, key, origin)
         (
             vec!["--set".into(), "bogus=1".into()],

@@ -1,4 +1,5 @@
 //! Layering precedence (figment::Jail) and every shipped config file loads.
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error by value.
 
 use figment::Jail;
 use rancon::cli::ConfigArgs;
