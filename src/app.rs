@@ -31,7 +31,7 @@ pub fn build(raw: &RawConfig) -> Result<Pipeline, ConfigError> {
     for (name, cfg) in &raw.sources {
         match source::build(name, cfg, raw) {
             Ok(s) => sources.push(s),
-            Err(e) => problems.push(problem(format!("sources.{name}"), e.to_string())),
+            Err(e) => problems.push(problem(format!("sources.{name}"), e)),
         }
     }
     let mut backends = Vec::new();

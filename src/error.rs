@@ -5,6 +5,34 @@ use std::path::PathBuf;
 /// A source could not list its services; the round deregisters nothing it feeds.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The server refused the credentials (401/403). Never names the secret.
+    #[error("{url}: credentials rejected ({status}) for access key {access_key:?}")]
+    Unauthorized {
+        /// The URL requested.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The access key used (not secret).
+        access_key: String,
+    },
+    /// Any other non-success HTTP status.
+    #[error("{url}: HTTP {status}: {message}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// Connection refused, reset, timed out.
+    #[error("{url}: {message}")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// What failed.
+        message: String,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -21,6 +49,14 @@ pub enum SourceError {
         /// The decoder's message.
         message: String,
     },
+}
+
+impl SourceError {
+    /// Whether retrying later may help (transport errors, 5xx).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Transport { .. })
+            || matches!(self, SourceError::Http { status, .. } if *status >= 500)
+    }
 }
 
 /// A backend could not list or write.

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod labels;
 pub mod model;
 pub mod reconcile;

@@ -59,7 +59,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         });
     }
     let figment = figment(opts)?;
-    let raw = figment.extract::<RawConfig>()?;
+    let mut raw = figment.extract::<RawConfig>()?;
+    conventional_env(&mut raw, |k| std::env::var(k).ok().filter(|v| !v.is_empty()));
     Ok(Loaded { raw, figment })
 }
 
@@ -120,5 +121,23 @@ impl Provider for CliSets {
             }
         }
         Serialized::defaults(root).data()
+    }
+}
+
+/// The lowest layer above defaults: the variables other Rancher tools read fill fields that
+/// no file, `RANCON_*` variable or `--set` has set.
+fn conventional_env(raw: &mut RawConfig, var: impl Fn(&str) -> Option<String>) {
+    for src in raw.sources.values_mut() {
+        if let super::SourceConfig::Rancher(r) = src {
+            if r.url.is_empty() {
+                r.url = var("RANCHER_URL").unwrap_or_default();
+            }
+            if r.access_key.is_none() {
+                r.access_key = var("RANCHER_ACCESS_KEY");
+            }
+            if r.secret_key.is_none() && r.secret_key_file.is_none() {
+                r.secret_key = var("RANCHER_SECRET_KEY").map(super::Secret::new);
+            }
+        }
     }
 }

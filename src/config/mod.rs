@@ -3,6 +3,7 @@
 
 pub mod load;
 pub mod report;
+pub mod secret;
 pub mod validate;
 
 use schemars::JsonSchema;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use load::{LoadOptions, Loaded, load};
 pub use report::{ConfigError, Problem};
+pub use secret::Secret;
 
 /// The whole configuration, as layered by figment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -84,6 +86,81 @@ impl Default for HttpConfig {
 pub enum SourceConfig {
     /// Services declared in the configuration or in a file: external services, and the demo.
     Static(StaticSourceConfig),
+    /// A Rancher 1.6 server (API `v2-beta` or `v1`).
+    Rancher(RancherSourceConfig),
+}
+
+/// Which address of a Rancher service to register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// Each `publicEndpoints` entry: host IP and published port.
+    #[default]
+    Public,
+    /// Each running container's managed-network IP and private port.
+    Internal,
+}
+
+/// TLS settings of an HTTPS client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM file with the CA certificate(s) to trust instead of the bundled web roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (self-signed labs only).
+    pub insecure: bool,
+}
+
+/// `type = "rancher"`: services from a Rancher 1.6 server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RancherSourceConfig {
+    /// API URL: a root (`http://rancher:8080/v2-beta`, `/v1`) for every project the key sees,
+    /// or one project (`.../v2-beta/projects/1a5`). Env fallback: `RANCHER_URL`.
+    #[serde(default)]
+    pub url: String,
+    /// API access key (HTTP basic user). Env fallback: `RANCHER_ACCESS_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// API secret key (HTTP basic password). Env fallback: `RANCHER_SECRET_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// File holding the secret key (wins over `secret_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Timeout of each request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// TLS for https URLs.
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// `public` (published host ports) or `internal` (container IPs and private ports).
+    #[serde(default)]
+    pub endpoints: EndpointKind,
+    /// Only stacks whose name matches one of these globs (empty: all).
+    #[serde(default)]
+    pub include_stacks: Vec<String>,
+    /// Skip stacks whose name matches one of these globs.
+    #[serde(default)]
+    pub exclude_stacks: Vec<String>,
+    /// Only environments (projects) whose name matches one of these globs (empty: all).
+    #[serde(default)]
+    pub include_environments: Vec<String>,
+    /// Skip environments (projects) whose name matches one of these globs.
+    #[serde(default)]
+    pub exclude_environments: Vec<String>,
+    /// Overrides the global `label_prefix` for this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_prefix: Option<String>,
+    /// Overrides the global `name` template for this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `type = "static"`: services declared inline or in a TOML/JSON file.

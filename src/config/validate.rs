@@ -1,7 +1,7 @@
 //! Meaning checks after figment has checked shape: every problem is collected, none stops the rest.
 
 use super::report::{ConfigError, Problem, origin_of};
-use super::{BackendConfig, Loaded, SourceConfig, StaticSourceConfig, TraefikFileConfig};
+use super::{BackendConfig, ClientTls, Loaded, RancherSourceConfig, SourceConfig, StaticSourceConfig, TraefikFileConfig};
 use crate::source::static_file::read_services_file;
 use crate::template::Template;
 use regex::Regex;
@@ -80,6 +80,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         }
         match src {
             SourceConfig::Static(s) => check_static(&mut c, &key, s),
+            SourceConfig::Rancher(r) => check_rancher(&mut c, &key, r),
         }
     }
     for (name, be) in &raw.backends {
@@ -155,5 +156,50 @@ fn check_traefik(c: &mut Collector, key: &str, t: &TraefikFileConfig) {
             format!("{key}.path"),
             format!("directory {} does not exist", dir.display()),
         );
+    }
+}
+
+fn check_rancher(c: &mut Collector, key: &str, r: &RancherSourceConfig) {
+    match reqwest::Url::parse(&r.url) {
+        _ if r.url.is_empty() => c.add(format!("{key}.url"), "missing: set it or RANCHER_URL"),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        Ok(_) => c.add(format!("{key}.url"), format!("{:?} must be an http:// or https:// URL", r.url)),
+        Err(e) => c.add(format!("{key}.url"), format!("{:?} is not a URL: {e}", r.url)),
+    }
+    if r.timeout.is_zero() {
+        c.add(format!("{key}.timeout"), "must be more than 0s");
+    }
+    let has_secret = r.secret_key.is_some() || r.secret_key_file.is_some();
+    if r.access_key.is_some() != has_secret {
+        c.add(format!("{key}.access_key"), "access_key and secret_key (or secret_key_file) go together");
+    }
+    if let Some(f) = &r.secret_key_file
+        && !f.is_file()
+    {
+        c.add(format!("{key}.secret_key_file"), format!("{} does not exist", f.display()));
+    }
+    check_tls(c, &format!("{key}.tls"), &r.tls);
+    for (field, globs) in [
+        ("include_stacks", &r.include_stacks),
+        ("exclude_stacks", &r.exclude_stacks),
+        ("include_environments", &r.include_environments),
+        ("exclude_environments", &r.exclude_environments),
+    ] {
+        for (i, g) in globs.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(g) {
+                c.add(format!("{key}.{field}.{i}"), format!("bad glob {g:?}: {e}"));
+            }
+        }
+    }
+    if let Some(t) = &r.name {
+        c.template(format!("{key}.name"), t);
+    }
+}
+
+fn check_tls(c: &mut Collector, key: &str, tls: &ClientTls) {
+    if let Some(f) = &tls.ca_file
+        && !f.is_file()
+    {
+        c.add(format!("{key}.ca_file"), format!("{} does not exist", f.display()));
     }
 }

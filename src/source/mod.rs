@@ -1,5 +1,6 @@
 //! Sources list services; they only read.
 
+pub mod rancher;
 pub mod static_file;
 
 use crate::config::{RawConfig, SourceConfig};
@@ -114,12 +115,13 @@ fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
 }
 
 /// Builds one source from its config. The config was validated; errors here are rare.
-pub fn build(
-    name: &str,
-    cfg: &SourceConfig,
-    global: &RawConfig,
-) -> Result<Box<dyn Source>, TemplateError> {
+pub fn build(name: &str, cfg: &SourceConfig, global: &RawConfig) -> Result<Box<dyn Source>, String> {
     Ok(match cfg {
-        SourceConfig::Static(c) => Box::new(static_file::StaticSource::new(name, c, global)?),
+        SourceConfig::Static(c) => {
+            Box::new(static_file::StaticSource::new(name, c, global).map_err(|e| e.to_string())?)
+        }
+        SourceConfig::Rancher(c) => {
+            Box::new(rancher::RancherSource::new(name, c, global).map_err(|e| e.to_string())?)
+        }
     })
 }

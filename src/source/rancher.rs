@@ -1,0 +1,424 @@
+//! `type = "rancher"`: services of a Rancher 1.6 server, API `v2-beta` or `v1`.
+//!
+//! Per project it makes three paginated listings (stacks, services, and containers for
+//! internal endpoints), never one request per service.
+
+use super::{Naming, Source};
+use crate::config::{EndpointKind, RancherSourceConfig, RawConfig};
+use crate::error::{Skip, SourceError};
+use crate::model::Endpoint;
+use crate::template::Props;
+use async_trait::async_trait;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Page size asked for; Rancher caps it at 1000.
+const PAGE_LIMIT: u32 = 1000;
+/// Upper bound on pages of one listing, against servers that keep sending new `next` links.
+const MAX_PAGES: usize = 10_000;
+
+/// Reads one Rancher server.
+pub struct RancherSource {
+    name: String,
+    url: String,
+    v1: bool,
+    project_url: bool,
+    client: reqwest::Client,
+    access_key: String,
+    secret: String,
+    endpoints: EndpointKind,
+    stacks: Filter,
+    environments: Filter,
+    naming: Naming,
+}
+
+/// A building problem (bad glob, TLS setup).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+struct Filter {
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+impl Filter {
+    fn new(include: &[String], exclude: &[String]) -> Result<Self, BuildError> {
+        let set = |globs: &[String]| -> Result<GlobSet, BuildError> {
+            let mut b = GlobSetBuilder::new();
+            for g in globs {
+                b.add(Glob::new(g).map_err(|e| BuildError(format!("glob {g:?}: {e}")))?);
+            }
+            b.build().map_err(|e| BuildError(e.to_string()))
+        };
+        Ok(Self {
+            include: if include.is_empty() { None } else { Some(set(include)?) },
+            exclude: set(exclude)?,
+        })
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        self.include.as_ref().is_none_or(|i| i.is_match(name)) && !self.exclude.is_match(name)
+    }
+}
+
+#[derive(Deserialize)]
+struct Collection {
+    #[serde(default)]
+    data: Option<Vec<Value>>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    links: HashMap<String, Option<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Service {
+    id: String,
+    name: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    health_state: Option<String>,
+    #[serde(default)]
+    stack_id: Option<String>,
+    #[serde(default)]
+    environment_id: Option<String>,
+    #[serde(default)]
+    launch_config: Option<LaunchConfig>,
+    #[serde(default)]
+    public_endpoints: Option<Vec<PublicEndpoint>>,
+    #[serde(default)]
+    instance_ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct LaunchConfig {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    ports: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublicEndpoint {
+    ip_address: String,
+    port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    id: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    primary_ip_address: Option<String>,
+}
+
+impl RancherSource {
+    /// Builds the source; the config was validated.
+    pub fn new(name: &str, cfg: &RancherSourceConfig, global: &RawConfig) -> Result<Self, BuildError> {
+        let secret = match &cfg.secret_key_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| BuildError(format!("secret_key_file {}: {e}", p.display())))?
+                .trim()
+                .to_string(),
+            None => cfg.secret_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+        };
+        let (url, v1, project_url) = normalize(&cfg.url);
+        Ok(Self {
+            name: name.to_string(),
+            url,
+            v1,
+            project_url,
+            client: crate::http::client(cfg.timeout, &cfg.tls).map_err(|e| BuildError(e.to_string()))?,
+            access_key: cfg.access_key.clone().unwrap_or_default(),
+            secret,
+            endpoints: cfg.endpoints,
+            stacks: Filter::new(&cfg.include_stacks, &cfg.exclude_stacks)?,
+            environments: Filter::new(&cfg.include_environments, &cfg.exclude_environments)?,
+            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref())
+                .map_err(|e| BuildError(e.to_string()))?,
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
+        let mut req = self.client.get(url).header("Accept", "application/json");
+        if !self.access_key.is_empty() {
+            req = req.basic_auth(&self.access_key, Some(&self.secret));
+        }
+        let transport = |e: reqwest::Error| SourceError::Transport {
+            url: url.to_string(),
+            message: describe(&e),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(transport)?;
+        if status == 401 || status == 403 {
+            return Err(SourceError::Unauthorized {
+                url: url.to_string(),
+                status,
+                access_key: self.access_key.clone(),
+            });
+        }
+        if status != 200 {
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    let code = v.get("code")?.as_str()?.to_string();
+                    let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
+                    Some(format!("{code} {msg}").trim().to_string())
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(SourceError::Http { url: url.to_string(), status, message });
+        }
+        serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
+            what: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Every item of a collection, following `pagination.next`; ids seen twice are dropped
+    /// and a repeated `next` link ends the listing.
+    async fn list(&self, first: String) -> Result<Vec<Value>, SourceError> {
+        let mut out = Vec::new();
+        let mut ids = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            if !seen.insert(url.clone()) || seen.len() > MAX_PAGES {
+                tracing::warn!(source = %self.name, url, "pagination repeats a page; stopping");
+                break;
+            }
+            let page: Collection = self.get(&url).await?;
+            let data = page.data.ok_or_else(|| SourceError::Decode {
+                what: url.clone(),
+                message: "collection has no `data` array".into(),
+            })?;
+            for item in data {
+                let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+                if id.as_ref().is_none_or(|id| ids.insert(id.clone())) {
+                    out.push(item);
+                }
+            }
+            next = page.pagination.and_then(|p| p.next).filter(|n| !n.is_empty());
+        }
+        Ok(out)
+    }
+
+    fn collection_url(&self, project: &str, collection: &str) -> String {
+        format!("{}/{collection}?limit={PAGE_LIMIT}", project.trim_end_matches('/'))
+    }
+
+    /// (project URL, environment name) of every project in scope.
+    async fn projects(&self) -> Result<Vec<(String, String)>, SourceError> {
+        if self.project_url {
+            let p: Named = self.get(&self.url).await?;
+            return Ok(vec![(self.url.clone(), p.name.unwrap_or(p.id))]);
+        }
+        let items = self.list(self.collection_url(&self.url, "projects")).await?;
+        let mut out = Vec::new();
+        for item in items {
+            let p: Named = serde_json::from_value(item).map_err(|e| SourceError::Decode {
+                what: format!("{}/projects", self.url),
+                message: e.to_string(),
+            })?;
+            let url = p
+                .links
+                .get("self")
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| format!("{}/projects/{}", self.url, p.id));
+            out.push((url, p.name.unwrap_or(p.id)));
+        }
+        Ok(out)
+    }
+
+    async fn project_endpoints(
+        &self,
+        project: &str,
+        environment: &str,
+        endpoints: &mut Vec<Endpoint>,
+        skipped: &mut Vec<Skip>,
+    ) -> Result<(), SourceError> {
+        let stacks_coll = if self.v1 { "environments" } else { "stacks" };
+        let (stacks, services, containers) = futures::future::try_join3(
+            self.list(self.collection_url(project, stacks_coll)),
+            self.list(self.collection_url(project, "services")),
+            async {
+                match self.endpoints {
+                    EndpointKind::Internal => self.list(self.collection_url(project, "containers")).await,
+                    EndpointKind::Public => Ok(Vec::new()),
+                }
+            },
+        )
+        .await?;
+        let stack_names: HashMap<String, String> = stacks
+            .into_iter()
+            .filter_map(|s| serde_json::from_value::<Named>(s).ok())
+            .map(|s| (s.id.clone(), s.name.unwrap_or(s.id)))
+            .collect();
+        let containers: HashMap<String, Container> = containers
+            .into_iter()
+            .filter_map(|c| serde_json::from_value::<Container>(c).ok())
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        for raw in services {
+            let label = raw
+                .get("name")
+                .or_else(|| raw.get("id"))
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let svc: Service = match serde_json::from_value(raw) {
+                Ok(s) => s,
+                Err(e) => {
+                    skipped.push(Skip {
+                        endpoint: format!("{}/{environment}/{label}", self.name),
+                        reason: format!("unexpected shape: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if matches!(svc.state.as_str(), "inactive" | "removed" | "purged" | "removing" | "purging") {
+                continue;
+            }
+            let stack_id = if self.v1 { &svc.environment_id } else { &svc.stack_id };
+            let stack = stack_id
+                .as_ref()
+                .and_then(|id| stack_names.get(id).cloned())
+                .unwrap_or_default();
+            if !self.stacks.allows(&stack) {
+                continue;
+            }
+            let lc = svc.launch_config.unwrap_or_default();
+            let labels = lc.labels.unwrap_or_default();
+            let mut base = Props::new();
+            base.insert("name".into(), svc.name.clone());
+            base.insert("service".into(), svc.name.clone());
+            base.insert("stack".into(), stack.clone());
+            base.insert("environment".into(), environment.to_string());
+            base.insert("service_id".into(), svc.id.clone());
+            base.insert("health".into(), svc.health_state.clone().unwrap_or_default());
+            let addrs: Vec<(String, u16)> = match self.endpoints {
+                EndpointKind::Public => svc
+                    .public_endpoints
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| (p.ip_address, p.port))
+                    .collect(),
+                EndpointKind::Internal => {
+                    let ports: Vec<u16> = lc.ports.unwrap_or_default().iter().filter_map(|p| private_port(p)).collect();
+                    svc.instance_ids
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|id| containers.get(id))
+                        .filter(|c| c.state == "running")
+                        .filter_map(|c| c.primary_ip_address.clone())
+                        .flat_map(|ip| ports.iter().map(move |p| (ip.clone(), *p)))
+                        .collect()
+                }
+            };
+            for (host, port) in addrs {
+                let mut props = base.clone();
+                props.insert("host".into(), host);
+                props.insert("port".into(), port.to_string());
+                match self.naming.endpoint(&self.name, props, &labels, false) {
+                    Ok(Some(ep)) => endpoints.push(ep),
+                    Ok(None) => {}
+                    Err(s) => skipped.push(s),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The private (container) port of a docker-compose port spec: `8080:80/tcp`, `80/tcp`,
+/// `10.0.0.5:53:53/udp` all give the last number before the protocol.
+fn private_port(spec: &str) -> Option<u16> {
+    let without_proto = spec.split('/').next()?;
+    without_proto.rsplit(':').next()?.trim().parse().ok()
+}
+
+/// Returns (base URL, is v1, is a project URL). `/v1` stays `/v1`: Rancher 1.6 serves both.
+fn normalize(url: &str) -> (String, bool, bool) {
+    let url = url.trim_end_matches('/').to_string();
+    let path = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let path = path.split_once('/').map_or("", |(_, p)| p);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let v1 = segments.iter().any(|s| *s == "v1");
+    let project = segments.windows(2).any(|w| w[0] == "projects" && !w[1].is_empty());
+    if segments.is_empty() {
+        return (format!("{url}/v2-beta"), false, false);
+    }
+    (url, v1, project)
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+#[async_trait]
+impl Source for RancherSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError> {
+        let mut endpoints = Vec::new();
+        let mut skipped = Vec::new();
+        for (project, environment) in self.projects().await? {
+            if self.environments.allows(&environment) {
+                self.project_endpoints(&project, &environment, &mut endpoints, &mut skipped).await?;
+            }
+        }
+        Ok((endpoints, skipped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ports_from_compose_specs() {
+        assert_eq!(private_port("8080:80/tcp"), Some(80));
+        assert_eq!(private_port("80/tcp"), Some(80));
+        assert_eq!(private_port("10.0.0.5:53:53/udp"), Some(53));
+        assert_eq!(private_port("x/tcp"), None);
+    }
+
+    #[test]
+    fn url_forms() {
+        assert_eq!(normalize("http://r:8080/v2-beta/"), ("http://r:8080/v2-beta".into(), false, false));
+        assert_eq!(normalize("http://r:8080/v1/projects/1a5"), ("http://r:8080/v1/projects/1a5".into(), true, true));
+        assert_eq!(normalize("http://r:8080"), ("http://r:8080/v2-beta".into(), false, false));
+    }
+}
