@@ -37,7 +37,9 @@ pub fn client(timeout: Duration, tls: &ClientTls) -> Result<reqwest::Client, Htt
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth()
     } else {
-        builder.with_root_certificates(roots(tls)?).with_no_client_auth()
+        builder
+            .with_root_certificates(roots(tls)?)
+            .with_no_client_auth()
     };
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
@@ -54,7 +56,10 @@ fn roots(tls: &ClientTls) -> Result<rustls::RootCertStore, HttpSetupError> {
     match &tls.ca_file {
         None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let err = |message: String| HttpSetupError::Ca { path: path.clone(), message };
+            let err = |message: String| HttpSetupError::Ca {
+                path: path.clone(),
+                message,
+            };
             let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(path)
                 .map_err(|e| err(e.to_string()))?
                 .collect::<Result<_, _>>()
@@ -92,7 +97,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -101,7 +111,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

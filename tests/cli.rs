@@ -56,7 +56,12 @@ fn check_accepts_a_good_config() {
 }
 
 /// (extra args, env vars, key named, origin named).
-type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str, &'static str);
+type Case = (
+    Vec<String>,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
 
 /// Each class of bad input exits 78 and names the key and where the value came from.
 #[test]
@@ -217,4 +222,41 @@ fn a_broken_services_file_is_a_config_error_at_start() {
         .assert()
         .code(78)
         .stderr(predicate::str::contains("sources.ext.file"));
+}
+
+#[test]
+fn check_masks_secrets_and_conventional_env_fills_unset_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.toml").display().to_string();
+    let cfg = write(
+        &dir,
+        "r.toml",
+        &format!(
+            "[sources.rancher]\ntype = \"rancher\"\n[backends.t]\ntype = \"traefik_file\"\npath = {out:?}\n"
+        ),
+    );
+    let output = rancon()
+        .args(["check", "--config", &cfg])
+        .env("RANCHER_URL", "http://127.0.0.1:9/v2-beta")
+        .env("RANCHER_ACCESS_KEY", "AK123")
+        .env("RANCHER_SECRET_KEY", "sk-topsecret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("http://127.0.0.1:9/v2-beta") && stdout.contains("AK123"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("secret_key = \"***\""), "{stdout}");
+    assert!(!stdout.contains("sk-topsecret") && !stderr.contains("sk-topsecret"));
+
+    // Without RANCHER_URL the missing url is named.
+    rancon()
+        .args(["check", "--config", &cfg])
+        .env_remove("RANCHER_URL")
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("sources.rancher.url"));
 }

@@ -60,7 +60,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
     let figment = figment(opts)?;
     let mut raw = figment.extract::<RawConfig>()?;
-    conventional_env(&mut raw, |k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    conventional_env(&mut raw, |k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    });
     Ok(Loaded { raw, figment })
 }
 

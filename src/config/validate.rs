@@ -1,7 +1,10 @@
 //! Meaning checks after figment has checked shape: every problem is collected, none stops the rest.
 
 use super::report::{ConfigError, Problem, origin_of};
-use super::{BackendConfig, ClientTls, Loaded, RancherSourceConfig, SourceConfig, StaticSourceConfig, TraefikFileConfig};
+use super::{
+    BackendConfig, ClientTls, Loaded, RancherSourceConfig, SourceConfig, StaticSourceConfig,
+    TraefikFileConfig,
+};
 use crate::source::static_file::read_services_file;
 use crate::template::Template;
 use regex::Regex;
@@ -163,20 +166,32 @@ fn check_rancher(c: &mut Collector, key: &str, r: &RancherSourceConfig) {
     match reqwest::Url::parse(&r.url) {
         _ if r.url.is_empty() => c.add(format!("{key}.url"), "missing: set it or RANCHER_URL"),
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-        Ok(_) => c.add(format!("{key}.url"), format!("{:?} must be an http:// or https:// URL", r.url)),
-        Err(e) => c.add(format!("{key}.url"), format!("{:?} is not a URL: {e}", r.url)),
+        Ok(_) => c.add(
+            format!("{key}.url"),
+            format!("{:?} must be an http:// or https:// URL", r.url),
+        ),
+        Err(e) => c.add(
+            format!("{key}.url"),
+            format!("{:?} is not a URL: {e}", r.url),
+        ),
     }
     if r.timeout.is_zero() {
         c.add(format!("{key}.timeout"), "must be more than 0s");
     }
     let has_secret = r.secret_key.is_some() || r.secret_key_file.is_some();
     if r.access_key.is_some() != has_secret {
-        c.add(format!("{key}.access_key"), "access_key and secret_key (or secret_key_file) go together");
+        c.add(
+            format!("{key}.access_key"),
+            "access_key and secret_key (or secret_key_file) go together",
+        );
     }
     if let Some(f) = &r.secret_key_file
         && !f.is_file()
     {
-        c.add(format!("{key}.secret_key_file"), format!("{} does not exist", f.display()));
+        c.add(
+            format!("{key}.secret_key_file"),
+            format!("{} does not exist", f.display()),
+        );
     }
     check_tls(c, &format!("{key}.tls"), &r.tls);
     for (field, globs) in [
@@ -200,6 +215,9 @@ fn check_tls(c: &mut Collector, key: &str, tls: &ClientTls) {
     if let Some(f) = &tls.ca_file
         && !f.is_file()
     {
-        c.add(format!("{key}.ca_file"), format!("{} does not exist", f.display()));
+        c.add(
+            format!("{key}.ca_file"),
+            format!("{} does not exist", f.display()),
+        );
     }
 }

@@ -115,7 +115,11 @@ fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
 }
 
 /// Builds one source from its config. The config was validated; errors here are rare.
-pub fn build(name: &str, cfg: &SourceConfig, global: &RawConfig) -> Result<Box<dyn Source>, String> {
+pub fn build(
+    name: &str,
+    cfg: &SourceConfig,
+    global: &RawConfig,
+) -> Result<Box<dyn Source>, String> {
     Ok(match cfg {
         SourceConfig::Static(c) => {
             Box::new(static_file::StaticSource::new(name, c, global).map_err(|e| e.to_string())?)

@@ -55,7 +55,11 @@ impl Filter {
             b.build().map_err(|e| BuildError(e.to_string()))
         };
         Ok(Self {
-            include: if include.is_empty() { None } else { Some(set(include)?) },
+            include: if include.is_empty() {
+                None
+            } else {
+                Some(set(include)?)
+            },
             exclude: set(exclude)?,
         })
     }
@@ -136,13 +140,21 @@ struct Container {
 
 impl RancherSource {
     /// Builds the source; the config was validated.
-    pub fn new(name: &str, cfg: &RancherSourceConfig, global: &RawConfig) -> Result<Self, BuildError> {
+    pub fn new(
+        name: &str,
+        cfg: &RancherSourceConfig,
+        global: &RawConfig,
+    ) -> Result<Self, BuildError> {
         let secret = match &cfg.secret_key_file {
             Some(p) => std::fs::read_to_string(p)
                 .map_err(|e| BuildError(format!("secret_key_file {}: {e}", p.display())))?
                 .trim()
                 .to_string(),
-            None => cfg.secret_key.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
+            None => cfg
+                .secret_key
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
         };
         let (url, v1, project_url) = normalize(&cfg.url);
         Ok(Self {
@@ -150,7 +162,8 @@ impl RancherSource {
             url,
             v1,
             project_url,
-            client: crate::http::client(cfg.timeout, &cfg.tls).map_err(|e| BuildError(e.to_string()))?,
+            client: crate::http::client(cfg.timeout, &cfg.tls)
+                .map_err(|e| BuildError(e.to_string()))?,
             access_key: cfg.access_key.clone().unwrap_or_default(),
             secret,
             endpoints: cfg.endpoints,
@@ -189,7 +202,11 @@ impl RancherSource {
                     Some(format!("{code} {msg}").trim().to_string())
                 })
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(SourceError::Http { url: url.to_string(), status, message });
+            return Err(SourceError::Http {
+                url: url.to_string(),
+                status,
+                message,
+            });
         }
         serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
             what: url.to_string(),
@@ -220,13 +237,19 @@ impl RancherSource {
                     out.push(item);
                 }
             }
-            next = page.pagination.and_then(|p| p.next).filter(|n| !n.is_empty());
+            next = page
+                .pagination
+                .and_then(|p| p.next)
+                .filter(|n| !n.is_empty());
         }
         Ok(out)
     }
 
     fn collection_url(&self, project: &str, collection: &str) -> String {
-        format!("{}/{collection}?limit={PAGE_LIMIT}", project.trim_end_matches('/'))
+        format!(
+            "{}/{collection}?limit={PAGE_LIMIT}",
+            project.trim_end_matches('/')
+        )
     }
 
     /// (project URL, environment name) of every project in scope.
@@ -235,7 +258,9 @@ impl RancherSource {
             let p: Named = self.get(&self.url).await?;
             return Ok(vec![(self.url.clone(), p.name.unwrap_or(p.id))]);
         }
-        let items = self.list(self.collection_url(&self.url, "projects")).await?;
+        let items = self
+            .list(self.collection_url(&self.url, "projects"))
+            .await?;
         let mut out = Vec::new();
         for item in items {
             let p: Named = serde_json::from_value(item).map_err(|e| SourceError::Decode {
@@ -266,7 +291,9 @@ impl RancherSource {
             self.list(self.collection_url(project, "services")),
             async {
                 match self.endpoints {
-                    EndpointKind::Internal => self.list(self.collection_url(project, "containers")).await,
+                    EndpointKind::Internal => {
+                        self.list(self.collection_url(project, "containers")).await
+                    }
                     EndpointKind::Public => Ok(Vec::new()),
                 }
             },
@@ -299,10 +326,17 @@ impl RancherSource {
                     continue;
                 }
             };
-            if matches!(svc.state.as_str(), "inactive" | "removed" | "purged" | "removing" | "purging") {
+            if matches!(
+                svc.state.as_str(),
+                "inactive" | "removed" | "purged" | "removing" | "purging"
+            ) {
                 continue;
             }
-            let stack_id = if self.v1 { &svc.environment_id } else { &svc.stack_id };
+            let stack_id = if self.v1 {
+                &svc.environment_id
+            } else {
+                &svc.stack_id
+            };
             let stack = stack_id
                 .as_ref()
                 .and_then(|id| stack_names.get(id).cloned())
@@ -318,7 +352,10 @@ impl RancherSource {
             base.insert("stack".into(), stack.clone());
             base.insert("environment".into(), environment.to_string());
             base.insert("service_id".into(), svc.id.clone());
-            base.insert("health".into(), svc.health_state.clone().unwrap_or_default());
+            base.insert(
+                "health".into(),
+                svc.health_state.clone().unwrap_or_default(),
+            );
             let addrs: Vec<(String, u16)> = match self.endpoints {
                 EndpointKind::Public => svc
                     .public_endpoints
@@ -327,7 +364,12 @@ impl RancherSource {
                     .map(|p| (p.ip_address, p.port))
                     .collect(),
                 EndpointKind::Internal => {
-                    let ports: Vec<u16> = lc.ports.unwrap_or_default().iter().filter_map(|p| private_port(p)).collect();
+                    let ports: Vec<u16> = lc
+                        .ports
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|p| private_port(p))
+                        .collect();
                     svc.instance_ids
                         .unwrap_or_default()
                         .iter()
@@ -366,8 +408,10 @@ fn normalize(url: &str) -> (String, bool, bool) {
     let path = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
     let path = path.split_once('/').map_or("", |(_, p)| p);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let v1 = segments.iter().any(|s| *s == "v1");
-    let project = segments.windows(2).any(|w| w[0] == "projects" && !w[1].is_empty());
+    let v1 = segments.contains(&"v1");
+    let project = segments
+        .windows(2)
+        .any(|w| w[0] == "projects" && !w[1].is_empty());
     if segments.is_empty() {
         return (format!("{url}/v2-beta"), false, false);
     }
@@ -375,7 +419,11 @@ fn normalize(url: &str) -> (String, bool, bool) {
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        e.to_string()
+    };
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         msg.push_str(": ");
@@ -396,7 +444,8 @@ impl Source for RancherSource {
         let mut skipped = Vec::new();
         for (project, environment) in self.projects().await? {
             if self.environments.allows(&environment) {
-                self.project_endpoints(&project, &environment, &mut endpoints, &mut skipped).await?;
+                self.project_endpoints(&project, &environment, &mut endpoints, &mut skipped)
+                    .await?;
             }
         }
         Ok((endpoints, skipped))
@@ -417,8 +466,17 @@ mod tests {
 
     #[test]
     fn url_forms() {
-        assert_eq!(normalize("http://r:8080/v2-beta/"), ("http://r:8080/v2-beta".into(), false, false));
-        assert_eq!(normalize("http://r:8080/v1/projects/1a5"), ("http://r:8080/v1/projects/1a5".into(), true, true));
-        assert_eq!(normalize("http://r:8080"), ("http://r:8080/v2-beta".into(), false, false));
+        assert_eq!(
+            normalize("http://r:8080/v2-beta/"),
+            ("http://r:8080/v2-beta".into(), false, false)
+        );
+        assert_eq!(
+            normalize("http://r:8080/v1/projects/1a5"),
+            ("http://r:8080/v1/projects/1a5".into(), true, true)
+        );
+        assert_eq!(
+            normalize("http://r:8080"),
+            ("http://r:8080/v2-beta".into(), false, false)
+        );
     }
 }

@@ -1,0 +1,270 @@
+//! The rancher source against the in-repo Rancher double (tests/support/rancher.rs).
+
+#[allow(dead_code)]
+mod support {
+    pub mod rancher;
+}
+
+use rancon::config::{RancherSourceConfig, RawConfig};
+use rancon::error::SourceError;
+use rancon::source::Source;
+use rancon::source::rancher::RancherSource;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use support::rancher::{Fault, Project, Rancher, service};
+
+fn cfg(url: String) -> RancherSourceConfig {
+    toml::from_str::<RancherSourceConfig>(&format!(
+        "url = {url:?}\naccess_key = \"ak\"\nsecret_key = \"sk-secret\"\ntimeout = \"2s\""
+    ))
+    .unwrap()
+}
+
+fn source(c: &RancherSourceConfig) -> RancherSource {
+    RancherSource::new("rancher", c, &RawConfig::default()).unwrap()
+}
+
+fn project(id: &str, name: &str, n: usize) -> Project {
+    Project {
+        id: id.into(),
+        name: name.into(),
+        stacks: vec![
+            ("1st5".into(), "teststack".into()),
+            ("1st6".into(), "other".into()),
+        ],
+        services: (0..n)
+            .map(|i| {
+                let stack = if i % 2 == 0 { "1st5" } else { "1st6" };
+                service(
+                    &format!("1s{i}"),
+                    &format!("svc{i}"),
+                    stack,
+                    &[("rancon", "")],
+                    &[("10.1.0.1", 10000 + i as u16)],
+                )
+            })
+            .collect(),
+        containers: vec![],
+    }
+}
+
+async fn names(src: &RancherSource) -> Vec<String> {
+    let (eps, _) = src.fetch().await.unwrap();
+    let mut v: Vec<String> = eps
+        .iter()
+        .map(|e| format!("{}@{}:{}", e.prop("name"), e.prop("host"), e.prop("port")))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn pagination_finds_all_250_services_once() {
+    let r = Rancher::start(
+        vec![project("1a5", "Default", 250)],
+        Some(("ak", "sk-secret")),
+    )
+    .await;
+    r.state.max_limit.store(100, Ordering::SeqCst);
+    let src = source(&cfg(r.url("/v2-beta/projects/1a5")));
+    let found = names(&src).await;
+    assert_eq!(found.len(), 250);
+    let unique: std::collections::BTreeSet<_> = found.iter().collect();
+    assert_eq!(unique.len(), 250);
+    // project + 1 stacks page + 3 service pages; never one request per service.
+    assert_eq!(r.requests(), 5);
+}
+
+#[tokio::test]
+async fn repeated_next_link_does_not_loop_forever() {
+    let r = Rancher::start(
+        vec![project("1a5", "Default", 3)],
+        Some(("ak", "sk-secret")),
+    )
+    .await;
+    r.set_fault(Fault::RepeatNext);
+    let src = source(&cfg(r.url("/v2-beta/projects/1a5")));
+    assert_eq!(names(&src).await.len(), 3);
+}
+
+#[tokio::test]
+async fn v1_and_v2_beta_name_stacks_alike() {
+    let mut p = project("1a5", "Default", 0);
+    p.services.push(service(
+        "1s1",
+        "myservice",
+        "1st5",
+        &[("rancon.name", "%NAME%-%STACK%")],
+        &[("127.0.0.2", 8080)],
+    ));
+    let r = Rancher::start(vec![p], Some(("ak", "sk-secret"))).await;
+    for ver in ["v1", "v2-beta"] {
+        let src = source(&cfg(r.url(&format!("/{ver}/projects/1a5"))));
+        assert_eq!(
+            names(&src).await,
+            ["myservice-teststack@127.0.0.2:8080"],
+            "{ver}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn root_url_covers_every_project_and_a_project_url_one() {
+    let r = Rancher::start(
+        vec![project("1a5", "prod", 2), project("1a7", "staging", 3)],
+        Some(("ak", "sk-secret")),
+    )
+    .await;
+    let (eps, _) = source(&cfg(r.url("/v2-beta"))).fetch().await.unwrap();
+    assert_eq!(eps.len(), 5);
+    let envs: std::collections::BTreeSet<_> = eps
+        .iter()
+        .map(|e| e.prop("environment").to_string())
+        .collect();
+    assert_eq!(envs, ["prod".to_string(), "staging".to_string()].into());
+    assert_eq!(
+        names(&source(&cfg(r.url("/v2-beta/projects/1a7"))))
+            .await
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn stack_and_environment_filters() {
+    let r = Rancher::start(
+        vec![project("1a5", "prod", 4), project("1a7", "staging", 4)],
+        Some(("ak", "sk-secret")),
+    )
+    .await;
+    let mut c = cfg(r.url("/v2-beta"));
+    c.include_environments = vec!["pr*".into()];
+    c.exclude_stacks = vec!["oth*".into()];
+    let (eps, _) = source(&c).fetch().await.unwrap();
+    assert_eq!(eps.len(), 2);
+    assert!(
+        eps.iter()
+            .all(|e| e.prop("environment") == "prod" && e.prop("stack") == "teststack")
+    );
+}
+
+#[tokio::test]
+async fn wrong_keys_name_the_access_key_never_the_secret() {
+    let r = Rancher::start(vec![project("1a5", "prod", 1)], Some(("ak", "right"))).await;
+    let err = source(&cfg(r.url("/v2-beta"))).fetch().await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("\"ak\"") && msg.contains("/v2-beta"), "{msg}");
+    assert!(!msg.contains("sk-secret"));
+}
+
+#[tokio::test]
+async fn bad_data_is_a_typed_error() {
+    let r = Rancher::start(vec![project("1a5", "prod", 1)], None).await;
+    let mut c = cfg(r.url("/v2-beta/projects/1a5"));
+    c.timeout = std::time::Duration::from_millis(500);
+    let src = source(&c);
+    for fault in [
+        Fault::NotJson,
+        Fault::ErrorBody(500),
+        Fault::ErrorBody(404),
+        Fault::Truncated,
+        Fault::NoData,
+        Fault::Hang,
+    ] {
+        r.set_fault(fault.clone());
+        let err = src
+            .fetch()
+            .await
+            .expect_err(&format!("{fault:?} must fail"));
+        match fault {
+            Fault::ErrorBody(s) => assert!(
+                matches!(err, SourceError::Http { status, .. } if status == s),
+                "{err}"
+            ),
+            Fault::Hang => assert!(err.to_string().contains("timed out"), "{err}"),
+            _ => assert!(
+                matches!(err, SourceError::Decode { .. }),
+                "{fault:?}: {err}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_malformed_service_skips_only_itself() {
+    let mut p = project("1a5", "prod", 2);
+    let mut bad = service("1s99", "broken", "1st5", &[("rancon", "")], &[]);
+    bad["publicEndpoints"] = json!([{"ipAddress": "10.0.0.1", "port": "eighty"}]);
+    p.services.push(bad);
+    p.services.push(service(
+        "1s98",
+        "tpl",
+        "1st5",
+        &[("rancon.name", "%NAME%-%NOPE%")],
+        &[("10.0.0.2", 80)],
+    ));
+    let r = Rancher::start(vec![p], None).await;
+    let (eps, skipped) = source(&cfg(r.url("/v2-beta/projects/1a5")))
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(eps.len(), 2);
+    assert_eq!(skipped.len(), 2);
+    assert!(skipped.iter().any(|s| s.endpoint.contains("broken")));
+    assert!(skipped.iter().any(|s| s.reason.contains("NOPE")));
+}
+
+#[tokio::test]
+async fn inactive_and_unlabelled_services_are_not_selected() {
+    let mut p = project("1a5", "prod", 0);
+    let mut inactive = service("1s1", "off", "1st5", &[("rancon", "")], &[("10.0.0.1", 80)]);
+    inactive["state"] = json!("inactive");
+    p.services.push(inactive);
+    p.services
+        .push(service("1s2", "plain", "1st5", &[], &[("10.0.0.2", 80)]));
+    let mut lb = service(
+        "1s3",
+        "lb",
+        "1st5",
+        &[("rancon.port", "1")],
+        &[("10.0.0.3", 443)],
+    );
+    lb["type"] = json!("loadBalancerService");
+    p.services.push(lb);
+    let r = Rancher::start(vec![p], None).await;
+    // The port label is ignored (with a warning), never applied.
+    assert_eq!(
+        names(&source(&cfg(r.url("/v2-beta/projects/1a5")))).await,
+        ["lb@10.0.0.3:443"]
+    );
+}
+
+#[tokio::test]
+async fn internal_endpoints_use_container_ips_and_private_ports() {
+    let mut p = project("1a5", "prod", 0);
+    let mut s = service(
+        "1s1",
+        "web",
+        "1st5",
+        &[("rancon", "")],
+        &[("192.168.1.10", 8080)],
+    );
+    s["instanceIds"] = json!(["1i1", "1i2", "1i3"]);
+    p.services.push(s);
+    p.containers = vec![
+        json!({"id": "1i1", "type": "container", "state": "running", "primaryIpAddress": "10.42.0.1"}),
+        json!({"id": "1i2", "type": "container", "state": "running", "primaryIpAddress": "10.42.0.2"}),
+        json!({"id": "1i3", "type": "container", "state": "stopped", "primaryIpAddress": "10.42.0.3"}),
+    ];
+    let r = Rancher::start(vec![p], None).await;
+    let mut c = cfg(r.url("/v2-beta/projects/1a5"));
+    c.endpoints = rancon::config::EndpointKind::Internal;
+    assert_eq!(
+        names(&source(&c)).await,
+        ["web@10.42.0.1:80", "web@10.42.0.2:80"]
+    );
+}

@@ -1,0 +1,352 @@
+//! A Rancher 1.6 API double (wire-formats.md section A): `v2-beta` and `v1`, absolute links
+//! built from the request's Host, `limit`/`marker` pagination (default 100, max 1000),
+//! equality filters, JSON error bodies and HTTP basic auth.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One environment (project) with its stacks, services and containers (v2-beta shapes).
+#[derive(Clone, Default)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub stacks: Vec<(String, String)>,
+    pub services: Vec<Value>,
+    pub containers: Vec<Value>,
+}
+
+/// Fault injection for bad-data tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    None,
+    NotJson,
+    ErrorBody(u16),
+    Truncated,
+    NoData,
+    Hang,
+    RepeatNext,
+}
+
+pub struct Inner {
+    pub projects: Mutex<Vec<Project>>,
+    pub auth: Option<(String, String)>,
+    pub fault: Mutex<Fault>,
+    pub requests: AtomicUsize,
+    /// Largest page the server hands out (Rancher: 1000).
+    pub max_limit: AtomicUsize,
+}
+
+/// A running double.
+pub struct Rancher {
+    pub addr: SocketAddr,
+    pub state: Arc<Inner>,
+}
+
+impl Rancher {
+    pub async fn start(projects: Vec<Project>, auth: Option<(&str, &str)>) -> Self {
+        let state = Arc::new(Inner {
+            projects: Mutex::new(projects),
+            auth: auth.map(|(a, s)| (a.to_string(), s.to_string())),
+            fault: Mutex::new(Fault::None),
+            requests: AtomicUsize::new(0),
+            max_limit: AtomicUsize::new(1000),
+        });
+        let app = Router::new()
+            .route("/{ver}/projects", get(projects_list))
+            .route("/{ver}/projects/{pid}", get(project_one))
+            .route("/{ver}/projects/{pid}/{coll}", get(collection))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        *self.state.fault.lock().unwrap() = f;
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// A service in v2-beta shape, from the documented fixture.
+pub fn service(
+    id: &str,
+    name: &str,
+    stack_id: &str,
+    labels: &[(&str, &str)],
+    endpoints: &[(&str, u16)],
+) -> Value {
+    let mut s: Value =
+        serde_json::from_str(include_str!("../fixtures/rancher/service.json")).unwrap();
+    s["id"] = json!(id);
+    s["name"] = json!(name);
+    s["stackId"] = json!(stack_id);
+    for (k, v) in labels {
+        s["launchConfig"]["labels"][*k] = json!(v);
+    }
+    s["publicEndpoints"] = json!(
+        endpoints
+            .iter()
+            .map(|(ip, port)| json!({"type": "publicEndpoint", "hostId": "1h1", "instanceId": "1i1", "ipAddress": ip, "port": port, "serviceId": id}))
+            .collect::<Vec<_>>()
+    );
+    s
+}
+
+fn error(status: u16, code: &str) -> Response {
+    let body = json!({"id": "b052db07", "type": "error", "links": {}, "actions": {}, "status": status, "code": code, "message": code, "detail": null});
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn authorized(st: &Inner, headers: &HeaderMap) -> bool {
+    let Some((user, pass)) = &st.auth else {
+        return true;
+    };
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    );
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+async fn guard(st: &Inner, headers: &HeaderMap, ver: &str) -> Option<Response> {
+    st.requests.fetch_add(1, Ordering::SeqCst);
+    if ver != "v1" && ver != "v2-beta" {
+        return Some(error(404, "NotFound"));
+    }
+    if !authorized(st, headers) {
+        return Some(error(401, "Unauthorized"));
+    }
+    let fault = st.fault.lock().unwrap().clone();
+    match fault {
+        Fault::NotJson => Some((StatusCode::OK, "<html>not json</html>").into_response()),
+        Fault::ErrorBody(code) => Some(error(code, "ServerError")),
+        Fault::Truncated => Some(
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "{\"type\":\"collection\",\"data\":[{\"id\"",
+            )
+                .into_response(),
+        ),
+        Fault::NoData => Some(
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "{\"type\":\"collection\"}",
+            )
+                .into_response(),
+        ),
+        Fault::Hang => {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            None
+        }
+        Fault::None | Fault::RepeatNext => None,
+    }
+}
+
+fn host(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string()
+}
+
+fn page(
+    st: &Inner,
+    headers: &HeaderMap,
+    path: &str,
+    items: Vec<Value>,
+    q: &HashMap<String, String>,
+    rtype: &str,
+) -> Response {
+    let base = format!("http://{}{path}", host(headers));
+    let items: Vec<Value> = items
+        .into_iter()
+        .filter(|item| {
+            q.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "limit" | "marker" | "sort" | "order"))
+                .all(|(k, v)| item.get(k).and_then(Value::as_str) == Some(v))
+        })
+        .collect();
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, st.max_limit.load(Ordering::SeqCst));
+    let start = q
+        .get("marker")
+        .and_then(|m| m.strip_prefix('m'))
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(0);
+    let end = (start + limit).min(items.len());
+    let data = items.get(start..end).unwrap_or_default().to_vec();
+    let repeat = *st.fault.lock().unwrap() == Fault::RepeatNext;
+    let next = if end < items.len() || repeat {
+        let marker = if repeat { start } else { end };
+        json!(format!("{base}?limit={limit}&marker=m{marker}"))
+    } else {
+        Value::Null
+    };
+    let body = json!({
+        "type": "collection", "resourceType": rtype,
+        "links": {"self": base}, "createTypes": {}, "actions": {},
+        "data": data, "sortLinks": {},
+        "pagination": {"first": null, "previous": null, "next": next, "limit": limit, "total": null, "partial": !next.is_null()},
+        "sort": null, "filters": {}, "createDefaults": {}
+    });
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json"),
+            ("x-api-schemas", "/v2-beta/schemas"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn project_json(headers: &HeaderMap, ver: &str, p: &Project) -> Value {
+    let base = format!("http://{}/{ver}/projects/{}", host(headers), p.id);
+    json!({"id": p.id, "type": "project", "baseType": "account", "name": p.name, "state": "active", "orchestration": "cattle",
+           "links": {"self": base, "services": format!("{base}/services")}, "actions": {}})
+}
+
+async fn projects_list(
+    State(st): State<Arc<Inner>>,
+    Path(ver): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = guard(&st, &headers, &ver).await {
+        return r;
+    }
+    let items = st
+        .projects
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| project_json(&headers, &ver, p))
+        .collect();
+    page(
+        &st,
+        &headers,
+        &format!("/{ver}/projects"),
+        items,
+        &q,
+        "project",
+    )
+}
+
+async fn project_one(
+    State(st): State<Arc<Inner>>,
+    Path((ver, pid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = guard(&st, &headers, &ver).await {
+        return r;
+    }
+    let found = st
+        .projects
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|p| p.id == pid)
+        .cloned();
+    match found {
+        Some(p) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            project_json(&headers, &ver, &p).to_string(),
+        )
+            .into_response(),
+        None => error(404, "NotFound"),
+    }
+}
+
+async fn collection(
+    State(st): State<Arc<Inner>>,
+    Path((ver, pid, coll)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = guard(&st, &headers, &ver).await {
+        return r;
+    }
+    let Some(p) = st
+        .projects
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|p| p.id == pid)
+        .cloned()
+    else {
+        return error(404, "NotFound");
+    };
+    let v1 = ver == "v1";
+    let stacks_name = if v1 { "environments" } else { "stacks" };
+    let path = format!("/{ver}/projects/{pid}/{coll}");
+    match coll.as_str() {
+        c if c == stacks_name => {
+            let items = p.stacks.iter().map(|(id, name)| json!({"id": id, "type": if v1 {"environment"} else {"stack"}, "name": name, "state": "active", "accountId": pid})).collect();
+            page(
+                &st,
+                &headers,
+                &path,
+                items,
+                &q,
+                if v1 { "environment" } else { "stack" },
+            )
+        }
+        "services" => {
+            let items = p
+                .services
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    if v1 {
+                        // v1 calls a stack an environment.
+                        let stack = s
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("stackId")
+                            .unwrap_or(Value::Null);
+                        s["environmentId"] = stack;
+                        let link = s["links"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("stack")
+                            .unwrap_or(Value::Null);
+                        s["links"]["environment"] = link;
+                    }
+                    s
+                })
+                .collect();
+            page(&st, &headers, &path, items, &q, "service")
+        }
+        "containers" => page(&st, &headers, &path, p.containers.clone(), &q, "container"),
+        _ => error(404, "NotFound"),
+    }
+}
