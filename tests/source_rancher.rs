@@ -1,9 +1,7 @@
 //! The rancher source against the in-repo Rancher double (tests/support/rancher.rs).
 
 #[allow(dead_code)]
-mod support {
-    pub mod rancher;
-}
+mod support;
 
 use rancon::config::{RancherSourceConfig, RawConfig};
 use rancon::error::SourceError;

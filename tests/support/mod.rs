@@ -1,0 +1,3 @@
+//! In-repo test doubles of the servers rancon talks to.
+
+pub mod rancher;
