@@ -266,3 +266,42 @@ async fn internal_endpoints_use_container_ips_and_private_ports() {
         ["web@10.42.0.1:80", "web@10.42.0.2:80"]
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1, made for the test.
+fn test_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn https_with_a_custom_ca_or_insecure() {
+    let (ca, cert, key) = test_pki();
+    let r = Rancher::start_tls(vec![project("1a5", "prod", 2)], &cert, &key).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+
+    let mut c = cfg(r.url("/v2-beta/projects/1a5"));
+    let err = source(&c).fetch().await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::Transport { .. }),
+        "untrusted certificate must fail: {err}"
+    );
+
+    c.tls.ca_file = Some(ca_file);
+    assert_eq!(names(&source(&c)).await.len(), 2);
+
+    let mut insecure = cfg(r.url("/v2-beta/projects/1a5"));
+    insecure.tls.insecure = true;
+    assert_eq!(names(&source(&insecure)).await.len(), 2);
+}

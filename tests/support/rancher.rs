@@ -43,36 +43,71 @@ pub struct Inner {
     pub requests: AtomicUsize,
     /// Largest page the server hands out (Rancher: 1000).
     pub max_limit: AtomicUsize,
+    /// Links use https when the double serves TLS.
+    pub https: std::sync::atomic::AtomicBool,
 }
 
 /// A running double.
 pub struct Rancher {
     pub addr: SocketAddr,
     pub state: Arc<Inner>,
+    tls: bool,
 }
 
 impl Rancher {
     pub async fn start(projects: Vec<Project>, auth: Option<(&str, &str)>) -> Self {
+        let (state, app) = Self::app(projects, auth);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            addr,
+            state,
+            tls: false,
+        }
+    }
+
+    /// The same double over HTTPS with the given PEM certificate chain and key.
+    pub async fn start_tls(projects: Vec<Project>, cert_pem: &str, key_pem: &str) -> Self {
+        let (state, app) = Self::app(projects, None);
+        state.https.store(true, Ordering::SeqCst);
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+            cert_pem.as_bytes().to_vec(),
+            key_pem.as_bytes().to_vec(),
+        )
+        .await
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = axum_server::from_tcp_rustls(listener, config).unwrap();
+        tokio::spawn(async move { server.serve(app.into_make_service()).await.unwrap() });
+        Self {
+            addr,
+            state,
+            tls: true,
+        }
+    }
+
+    fn app(projects: Vec<Project>, auth: Option<(&str, &str)>) -> (Arc<Inner>, Router) {
         let state = Arc::new(Inner {
             projects: Mutex::new(projects),
             auth: auth.map(|(a, s)| (a.to_string(), s.to_string())),
             fault: Mutex::new(Fault::None),
             requests: AtomicUsize::new(0),
             max_limit: AtomicUsize::new(1000),
+            https: std::sync::atomic::AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/{ver}/projects", get(projects_list))
             .route("/{ver}/projects/{pid}", get(project_one))
             .route("/{ver}/projects/{pid}/{coll}", get(collection))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, state }
+        (state, app)
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub fn set_fault(&self, f: Fault) {
@@ -182,7 +217,7 @@ fn page(
     q: &HashMap<String, String>,
     rtype: &str,
 ) -> Response {
-    let base = format!("http://{}{path}", host(headers));
+    let base = format!("{}://{}{path}", scheme(st), host(headers));
     let items: Vec<Value> = items
         .into_iter()
         .filter(|item| {
@@ -228,8 +263,8 @@ fn page(
         .into_response()
 }
 
-fn project_json(headers: &HeaderMap, ver: &str, p: &Project) -> Value {
-    let base = format!("http://{}/{ver}/projects/{}", host(headers), p.id);
+fn project_json(st: &Inner, headers: &HeaderMap, ver: &str, p: &Project) -> Value {
+    let base = format!("{}://{}/{ver}/projects/{}", scheme(st), host(headers), p.id);
     json!({"id": p.id, "type": "project", "baseType": "account", "name": p.name, "state": "active", "orchestration": "cattle",
            "links": {"self": base, "services": format!("{base}/services")}, "actions": {}})
 }
@@ -248,7 +283,7 @@ async fn projects_list(
         .lock()
         .unwrap()
         .iter()
-        .map(|p| project_json(&headers, &ver, p))
+        .map(|p| project_json(&st, &headers, &ver, p))
         .collect();
     page(
         &st,
@@ -279,7 +314,7 @@ async fn project_one(
         Some(p) => (
             StatusCode::OK,
             [("content-type", "application/json")],
-            project_json(&headers, &ver, &p).to_string(),
+            project_json(&st, &headers, &ver, &p).to_string(),
         )
             .into_response(),
         None => error(404, "NotFound"),
@@ -348,5 +383,13 @@ async fn collection(
         }
         "containers" => page(&st, &headers, &path, p.containers.clone(), &q, "container"),
         _ => error(404, "NotFound"),
+    }
+}
+
+fn scheme(st: &Inner) -> &'static str {
+    if st.https.load(Ordering::SeqCst) {
+        "https"
+    } else {
+        "http"
     }
 }
