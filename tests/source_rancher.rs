@@ -305,3 +305,37 @@ async fn https_with_a_custom_ca_or_insecure() {
     insecure.tls.insecure = true;
     assert_eq!(names(&source(&insecure)).await.len(), 2);
 }
+
+/// A Rancher outage or bad answer never empties the registry: the backend keeps everything.
+#[tokio::test]
+async fn bad_data_never_causes_deregistration() {
+    use rancon::reconcile::engine::{Pipeline, RoundOptions};
+    let r = Rancher::start(vec![project("1a5", "prod", 3)], Some(("ak", "sk-secret"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dyn.toml");
+    let traefik: rancon::config::TraefikFileConfig =
+        toml::from_str(&format!("path = {:?}", out.display().to_string())).unwrap();
+    let pipeline = Pipeline {
+        sources: vec![Box::new(source(&cfg(r.url("/v2-beta/projects/1a5"))))],
+        backends: vec![Box::new(
+            rancon::backend::traefik_file::TraefikFile::new("t", &traefik).unwrap(),
+        )],
+        max_deregister_fraction: 1.0,
+    };
+    let first = pipeline.round(RoundOptions::default()).await;
+    assert!(!first.failed());
+    assert_eq!(first.totals().0, 3);
+    let before = std::fs::read_to_string(&out).unwrap();
+    for fault in [
+        Fault::NotJson,
+        Fault::ErrorBody(503),
+        Fault::Truncated,
+        Fault::NoData,
+    ] {
+        r.set_fault(fault.clone());
+        let round = pipeline.round(RoundOptions::default()).await;
+        assert!(round.failed(), "{fault:?}");
+        assert_eq!(round.backends[0].held_back, 3, "{fault:?}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), before, "{fault:?}");
+    }
+}
