@@ -145,10 +145,12 @@ fn yaml_output_by_extension() {
     check_traefik_shape(&v);
 }
 
-/// A source that fails mid-run (its file turned unreadable) deregisters nothing, and the round
-/// reports failure so `--once` would exit 1.
-#[tokio::test]
-async fn a_failing_source_deregisters_nothing() {
+/// A pipeline built from the test config, with its directory and services file.
+fn pipeline() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    rancon::reconcile::engine::Pipeline,
+) {
     let dir = tempfile::tempdir().unwrap();
     let services = dir.path().join("services.toml");
     fs::write(&services, SERVICES).unwrap();
@@ -159,6 +161,14 @@ async fn a_failing_source_deregisters_nothing() {
     };
     let loaded = rancon::app::load_valid(&args).unwrap();
     let pipeline = rancon::app::build(&loaded.raw).unwrap();
+    (dir, services, pipeline)
+}
+
+/// A source that fails mid-run (its file turned unreadable) deregisters nothing, and the round
+/// reports failure so `--once` would exit 1.
+#[tokio::test]
+async fn a_failing_source_deregisters_nothing() {
+    let (dir, services, pipeline) = pipeline();
     let opts = rancon::reconcile::engine::RoundOptions::default();
     let first = pipeline.round(opts).await;
     assert!(!first.failed());
@@ -186,16 +196,7 @@ async fn a_failing_source_deregisters_nothing() {
 /// The guard stops a round that would remove more than the configured share of registrations.
 #[tokio::test]
 async fn the_guard_stops_mass_deregistration_unless_forced() {
-    let dir = tempfile::tempdir().unwrap();
-    let services = dir.path().join("services.toml");
-    fs::write(&services, SERVICES).unwrap();
-    let cfg = config(dir.path(), "dynamic.toml", &services);
-    let args = rancon::cli::ConfigArgs {
-        config: Some(cfg.into()),
-        sets: vec![],
-    };
-    let loaded = rancon::app::load_valid(&args).unwrap();
-    let pipeline = rancon::app::build(&loaded.raw).unwrap();
+    let (dir, services, pipeline) = pipeline();
     let mut opts = rancon::reconcile::engine::RoundOptions::default();
     assert!(!pipeline.round(opts).await.failed());
 
