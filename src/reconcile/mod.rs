@@ -34,23 +34,38 @@ impl Plan {
 /// Computes the plan. `actual` must hold only registrations this rancon owns: a deregistration
 /// is only ever drawn from it, so foreign registrations can never be removed.
 pub fn plan(desired: &RegistrationMap, actual: &RegistrationMap) -> Plan {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    // Both maps are sorted by id: one merge pass, no per-id lookups (cache-friendly at 10k+).
     let mut p = Plan::default();
-    for (id, want) in desired {
-        match actual.get(id) {
-            None => {
+    let mut d = desired.iter().peekable();
+    let mut a = actual.iter().peekable();
+    loop {
+        let order = match (d.peek(), a.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (Some((dk, _)), Some((ak, _))) => dk.cmp(ak),
+        };
+        match order {
+            Less => {
+                let (id, want) = d.next().expect("peeked");
                 p.register.insert(id.clone(), want.clone());
             }
-            Some(have) if have != want => {
-                p.update.insert(id.clone(), want.clone());
+            Greater => {
+                let (id, _) = a.next().expect("peeked");
+                p.deregister.insert(id.clone());
             }
-            Some(_) => p.unchanged += 1,
+            Equal => {
+                let ((id, want), (_, have)) =
+                    (d.next().expect("peeked"), a.next().expect("peeked"));
+                if want == have {
+                    p.unchanged += 1;
+                } else {
+                    p.update.insert(id.clone(), want.clone());
+                }
+            }
         }
     }
-    p.deregister = actual
-        .keys()
-        .filter(|id| !desired.contains_key(*id))
-        .cloned()
-        .collect();
     p
 }
 

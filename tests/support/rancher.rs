@@ -37,7 +37,7 @@ pub enum Fault {
 }
 
 pub struct Inner {
-    pub projects: Mutex<Vec<Project>>,
+    pub projects: Mutex<Vec<Arc<Project>>>,
     pub auth: Option<(String, String)>,
     pub fault: Mutex<Fault>,
     pub requests: AtomicUsize,
@@ -90,7 +90,7 @@ impl Rancher {
 
     fn app(projects: Vec<Project>, auth: Option<(&str, &str)>) -> (Arc<Inner>, Router) {
         let state = Arc::new(Inner {
-            projects: Mutex::new(projects),
+            projects: Mutex::new(projects.into_iter().map(Arc::new).collect()),
             auth: auth.map(|(a, s)| (a.to_string(), s.to_string())),
             fault: Mutex::new(Fault::None),
             requests: AtomicUsize::new(0),
@@ -213,13 +213,15 @@ fn page(
     st: &Inner,
     headers: &HeaderMap,
     path: &str,
-    items: Vec<Value>,
+    items: &[Value],
     q: &HashMap<String, String>,
     rtype: &str,
+    transform: impl Fn(&Value) -> Value,
 ) -> Response {
     let base = format!("{}://{}{path}", scheme(st), host(headers));
-    let items: Vec<Value> = items
-        .into_iter()
+    // Filter by reference and copy only the page: the double must not be the bottleneck.
+    let items: Vec<&Value> = items
+        .iter()
         .filter(|item| {
             q.iter()
                 .filter(|(k, _)| !matches!(k.as_str(), "limit" | "marker" | "sort" | "order"))
@@ -237,7 +239,12 @@ fn page(
         .and_then(|m| m.parse::<usize>().ok())
         .unwrap_or(0);
     let end = (start + limit).min(items.len());
-    let data = items.get(start..end).unwrap_or_default().to_vec();
+    let data: Vec<Value> = items
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| transform(v))
+        .collect();
     let repeat = *st.fault.lock().unwrap() == Fault::RepeatNext;
     let next = if end < items.len() || repeat {
         let marker = if repeat { start } else { end };
@@ -278,21 +285,15 @@ async fn projects_list(
     if let Some(r) = guard(&st, &headers, &ver).await {
         return r;
     }
-    let items = st
+    let items: Vec<Value> = st
         .projects
         .lock()
         .unwrap()
         .iter()
         .map(|p| project_json(&st, &headers, &ver, p))
         .collect();
-    page(
-        &st,
-        &headers,
-        &format!("/{ver}/projects"),
-        items,
-        &q,
-        "project",
-    )
+    let path = format!("/{ver}/projects");
+    page(&st, &headers, &path, &items, &q, "project", Value::clone)
 }
 
 async fn project_one(
@@ -345,43 +346,45 @@ async fn collection(
     let path = format!("/{ver}/projects/{pid}/{coll}");
     match coll.as_str() {
         c if c == stacks_name => {
-            let items = p.stacks.iter().map(|(id, name)| json!({"id": id, "type": if v1 {"environment"} else {"stack"}, "name": name, "state": "active", "accountId": pid})).collect();
+            let items: Vec<Value> = p.stacks.iter().map(|(id, name)| json!({"id": id, "type": if v1 {"environment"} else {"stack"}, "name": name, "state": "active", "accountId": pid})).collect();
             page(
                 &st,
                 &headers,
                 &path,
-                items,
+                &items,
                 &q,
                 if v1 { "environment" } else { "stack" },
+                Value::clone,
             )
         }
-        "services" => {
-            let items = p
-                .services
-                .iter()
-                .map(|s| {
-                    let mut s = s.clone();
-                    if v1 {
-                        // v1 calls a stack an environment.
-                        let stack = s
-                            .as_object_mut()
-                            .unwrap()
-                            .remove("stackId")
-                            .unwrap_or(Value::Null);
-                        s["environmentId"] = stack;
-                        let link = s["links"]
-                            .as_object_mut()
-                            .unwrap()
-                            .remove("stack")
-                            .unwrap_or(Value::Null);
-                        s["links"]["environment"] = link;
-                    }
-                    s
-                })
-                .collect();
-            page(&st, &headers, &path, items, &q, "service")
-        }
-        "containers" => page(&st, &headers, &path, p.containers.clone(), &q, "container"),
+        "services" => page(&st, &headers, &path, &p.services, &q, "service", |s| {
+            let mut s = s.clone();
+            if v1 {
+                // v1 calls a stack an environment.
+                let stack = s
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("stackId")
+                    .unwrap_or(Value::Null);
+                s["environmentId"] = stack;
+                let link = s["links"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("stack")
+                    .unwrap_or(Value::Null);
+                s["links"]["environment"] = link;
+            }
+            s
+        }),
+        "containers" => page(
+            &st,
+            &headers,
+            &path,
+            &p.containers,
+            &q,
+            "container",
+            Value::clone,
+        ),
         _ => error(404, "NotFound"),
     }
 }
