@@ -260,3 +260,31 @@ fn check_masks_secrets_and_conventional_env_fills_unset_fields() {
         .code(78)
         .stderr(predicate::str::contains("sources.rancher.url"));
 }
+
+#[test]
+fn sigterm_in_continuous_mode_exits_0_after_the_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = good(&dir);
+    let out = dir.path().join("out.toml");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["--config", &g, "--set", "interval=200ms"])
+        .env_remove("RANCON_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for the first round to have written its file.
+    for _ in 0..200 {
+        if out.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(out.exists(), "no round ran");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

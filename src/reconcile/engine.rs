@@ -7,6 +7,7 @@ use crate::model::{Endpoint, RegistrationMap};
 use crate::source::Source;
 use serde::Serialize;
 use std::collections::BTreeSet;
+use tracing::Instrument;
 
 /// The components of a running rancon, built once from the config.
 pub struct Pipeline {
@@ -97,9 +98,9 @@ impl RoundReport {
 impl Pipeline {
     /// Runs one round.
     pub async fn round(&self, opts: RoundOptions) -> RoundReport {
-        let fetched = futures::future::join_all(self.sources.iter().map(|s| async move {
-            let _span = tracing::info_span!("source", name = s.name()).entered();
-            (s.name().to_string(), s.fetch().await)
+        let fetched = futures::future::join_all(self.sources.iter().map(|s| {
+            let span = tracing::info_span!("source", name = s.name());
+            async move { (s.name().to_string(), s.fetch().await) }.instrument(span)
         }))
         .await;
         let mut sources = Vec::new();
