@@ -288,3 +288,30 @@ fn sigterm_in_continuous_mode_exits_0_after_the_round() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn independent_shape_errors_are_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "interval = \"5 parsecs\"\nbogus = 1\nowner = 5\n[sources.a]\ntype = \"static\"\nservices = [{ name = \"a\", host = \"h\", port = \"x\" }]\n[backends.t]\ntype = \"traefik_file\"\npth = \"x.toml\"\n",
+    );
+    let out = rancon().args(["check", "--config", &bad]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78));
+    for key in [
+        "- interval:",
+        "- bogus:",
+        "- owner:",
+        "- sources.a:",
+        "- backends.t:",
+    ] {
+        assert!(stderr.contains(key), "{key} missing: {stderr}");
+    }
+    assert_eq!(
+        stderr.matches(&bad).count(),
+        5,
+        "every problem names the file: {stderr}"
+    );
+}

@@ -59,7 +59,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         });
     }
     let figment = figment(opts)?;
-    let mut raw = figment.extract::<RawConfig>()?;
+    let mut raw = match figment.extract::<RawConfig>() {
+        Ok(raw) => raw,
+        Err(first) => return Err(every_shape_error(&figment, first)),
+    };
     conventional_env(&mut raw, |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
     });
@@ -142,4 +145,86 @@ fn conventional_env(raw: &mut RawConfig, var: impl Fn(&str) -> Option<String>) {
             }
         }
     }
+}
+
+/// serde stops at the first error of one extraction; extracting each part on its own
+/// finds the independent mistakes too, so one run reports them all.
+fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
+    use super::{BackendConfig, HttpConfig, SourceConfig};
+    #[derive(serde::Deserialize)]
+    struct Dur(
+        #[serde(with = "humantime_serde")]
+        #[allow(dead_code)]
+        std::time::Duration,
+    );
+
+    let mut problems = ConfigError::from(first).problems;
+    const KNOWN: &[&str] = &[
+        "label_prefix",
+        "owner",
+        "interval",
+        "name",
+        "max_deregister_fraction",
+        "http",
+        "sources",
+        "backends",
+    ];
+    let top: std::collections::BTreeSet<String> = figment
+        .data()
+        .map(|m| m.into_values().flat_map(|d| d.into_keys()).collect())
+        .unwrap_or_default();
+    for key in top.into_iter().filter(|k| !KNOWN.contains(&k.as_str())) {
+        let origin = super::report::origin_of(figment, &key);
+        let p = Problem {
+            message: format!("unknown key; expected one of {}", KNOWN.join(", ")),
+            key,
+            origin,
+        };
+        if !problems.iter().any(|q| q.key == p.key) {
+            problems.push(p);
+        }
+    }
+    let mut more = |r: Result<(), figment::Error>| {
+        if let Err(e) = r {
+            for mut p in ConfigError::from(e).problems {
+                // A tagged enum reports at the component; its table still has an origin.
+                if p.origin.is_none() {
+                    p.origin = super::report::origin_of(figment, &p.key);
+                }
+                if !problems
+                    .iter()
+                    .any(|q| q.key == p.key && q.message == p.message)
+                {
+                    problems.push(p);
+                }
+            }
+        }
+    };
+    more(figment.extract_inner::<String>("label_prefix").map(drop));
+    more(figment.extract_inner::<String>("owner").map(drop));
+    more(figment.extract_inner::<Dur>("interval").map(drop));
+    more(figment.extract_inner::<String>("name").map(drop));
+    more(
+        figment
+            .extract_inner::<f64>("max_deregister_fraction")
+            .map(drop),
+    );
+    more(figment.extract_inner::<HttpConfig>("http").map(drop));
+    for (table, is_source) in [("sources", true), ("backends", false)] {
+        let names: Vec<String> = figment
+            .find_value(table)
+            .ok()
+            .and_then(|v| v.into_dict())
+            .map(|d| d.into_keys().collect())
+            .unwrap_or_default();
+        for name in names {
+            let key = format!("{table}.{name}");
+            more(if is_source {
+                figment.extract_inner::<SourceConfig>(&key).map(drop)
+            } else {
+                figment.extract_inner::<BackendConfig>(&key).map(drop)
+            });
+        }
+    }
+    ConfigError { problems }
 }
