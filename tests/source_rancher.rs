@@ -339,3 +339,69 @@ async fn bad_data_never_causes_deregistration() {
         assert_eq!(std::fs::read_to_string(&out).unwrap(), before, "{fault:?}");
     }
 }
+
+/// `rancon check --connect` lists the source once; `--dry-run` plans it; no secret is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_connect_and_dry_run_through_the_binary() {
+    let mut p = project("1a5", "prod", 0);
+    p.services.push(service(
+        "1s1",
+        "myservice",
+        "1st5",
+        &[("rancon.name", "%NAME%-%STACK%")],
+        &[("127.0.0.2", 8080)],
+    ));
+    let r = Rancher::start(vec![p], Some(("ak", "sk-secret"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("r.toml");
+    let out = dir.path().join("dyn.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources.rancher]\ntype = \"rancher\"\nurl = {:?}\naccess_key = \"ak\"\n[backends.t]\ntype = \"traefik_file\"\npath = {:?}\n",
+            r.url("/v2-beta"),
+            out.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let (check, dry) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+                .args(args)
+                .env("RANCON_SOURCES__RANCHER__SECRET_KEY", "sk-secret")
+                .env_remove("RANCON_CONFIG")
+                .output()
+                .unwrap()
+        };
+        (
+            run(&["check", "--connect", "--config", &cfg]),
+            run(&["--config", &cfg, "--dry-run"]),
+        )
+    })
+    .await
+    .unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    assert!(
+        text(&check).contains("✓ source rancher: 1 endpoint(s)"),
+        "{}",
+        text(&check)
+    );
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("+ myservice-teststack@127.0.0.2:8080"),
+        "{}",
+        text(&dry)
+    );
+    assert!(!out.exists(), "dry run wrote");
+    for o in [&check, &dry] {
+        assert!(!text(o).contains("sk-secret"), "secret leaked: {}", text(o));
+    }
+}
