@@ -51,14 +51,6 @@ pub enum SourceError {
     },
 }
 
-impl SourceError {
-    /// Whether retrying later may help (transport errors, 5xx).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::Transport { .. })
-            || matches!(self, SourceError::Http { status, .. } if *status >= 500)
-    }
-}
-
 /// A backend could not list or write.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
