@@ -85,9 +85,9 @@ async fn repeated_next_link_does_not_loop_forever() {
     assert_eq!(names(&src).await.len(), 3);
 }
 
-#[tokio::test]
-async fn v1_and_v2_beta_name_stacks_alike() {
-    let mut p = project("1a5", "Default", 0);
+/// One project with the README's example: `myservice` in `teststack` named `%NAME%-%STACK%`.
+async fn myservice_double() -> Rancher {
+    let mut p = project("1a5", "prod", 0);
     p.services.push(service(
         "1s1",
         "myservice",
@@ -95,7 +95,12 @@ async fn v1_and_v2_beta_name_stacks_alike() {
         &[("rancon.name", "%NAME%-%STACK%")],
         &[("127.0.0.2", 8080)],
     ));
-    let r = Rancher::start(vec![p], Some(("ak", "sk-secret"))).await;
+    Rancher::start(vec![p], Some(("ak", "sk-secret"))).await
+}
+
+#[tokio::test]
+async fn v1_and_v2_beta_name_stacks_alike() {
+    let r = myservice_double().await;
     for ver in ["v1", "v2-beta"] {
         let src = source(&cfg(r.url(&format!("/{ver}/projects/1a5"))));
         assert_eq!(
@@ -343,15 +348,7 @@ async fn bad_data_never_causes_deregistration() {
 /// `rancon check --connect` lists the source once; `--dry-run` plans it; no secret is printed.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_connect_and_dry_run_through_the_binary() {
-    let mut p = project("1a5", "prod", 0);
-    p.services.push(service(
-        "1s1",
-        "myservice",
-        "1st5",
-        &[("rancon.name", "%NAME%-%STACK%")],
-        &[("127.0.0.2", 8080)],
-    ));
-    let r = Rancher::start(vec![p], Some(("ak", "sk-secret"))).await;
+    let r = myservice_double().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("r.toml");
     let out = dir.path().join("dyn.toml");
