@@ -13,6 +13,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// One collection item, kept as text until it is decoded into its own type (one parse, not two).
+type Item = Box<RawValue>;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Page size asked for; Rancher caps it at 1000.
@@ -72,9 +76,18 @@ impl Filter {
 #[derive(Deserialize)]
 struct Collection {
     #[serde(default)]
-    data: Option<Vec<Value>>,
+    data: Option<Vec<Item>>,
     #[serde(default)]
     pagination: Option<Pagination>,
+}
+
+/// Just enough of any resource to de-duplicate it and name it in warnings.
+#[derive(Deserialize)]
+struct Ident {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,7 +229,7 @@ impl RancherSource {
 
     /// Every item of a collection, following `pagination.next`; ids seen twice are dropped
     /// and a repeated `next` link ends the listing.
-    async fn list(&self, first: String) -> Result<Vec<Value>, SourceError> {
+    async fn list(&self, first: String) -> Result<Vec<Item>, SourceError> {
         let mut out = Vec::new();
         let mut ids = HashSet::new();
         let mut seen = HashSet::new();
@@ -232,8 +245,10 @@ impl RancherSource {
                 message: "collection has no `data` array".into(),
             })?;
             for item in data {
-                let id = item.get("id").and_then(Value::as_str).map(str::to_string);
-                if id.as_ref().is_none_or(|id| ids.insert(id.clone())) {
+                let id = serde_json::from_str::<Ident>(item.get())
+                    .ok()
+                    .and_then(|i| i.id);
+                if id.is_none_or(|id| ids.insert(id)) {
                     out.push(item);
                 }
             }
@@ -263,7 +278,7 @@ impl RancherSource {
             .await?;
         let mut out = Vec::new();
         for item in items {
-            let p: Named = serde_json::from_value(item).map_err(|e| SourceError::Decode {
+            let p: Named = serde_json::from_str(item.get()).map_err(|e| SourceError::Decode {
                 what: format!("{}/projects", self.url),
                 message: e.to_string(),
             })?;
@@ -301,24 +316,22 @@ impl RancherSource {
         .await?;
         let stack_names: HashMap<String, String> = stacks
             .into_iter()
-            .filter_map(|s| serde_json::from_value::<Named>(s).ok())
+            .filter_map(|s| serde_json::from_str::<Named>(s.get()).ok())
             .map(|s| (s.id.clone(), s.name.unwrap_or(s.id)))
             .collect();
         let containers: HashMap<String, Container> = containers
             .into_iter()
-            .filter_map(|c| serde_json::from_value::<Container>(c).ok())
+            .filter_map(|c| serde_json::from_str::<Container>(c.get()).ok())
             .map(|c| (c.id.clone(), c))
             .collect();
         for raw in services {
-            let label = raw
-                .get("name")
-                .or_else(|| raw.get("id"))
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            let svc: Service = match serde_json::from_value(raw) {
+            let svc: Service = match serde_json::from_str(raw.get()) {
                 Ok(s) => s,
                 Err(e) => {
+                    let ident = serde_json::from_str::<Ident>(raw.get()).ok();
+                    let label = ident
+                        .and_then(|i| i.name.or(i.id))
+                        .unwrap_or_else(|| "?".into());
                     skipped.push(Skip {
                         endpoint: format!("{}/{environment}/{label}", self.name),
                         reason: format!("unexpected shape: {e}"),
