@@ -136,15 +136,9 @@ fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
 
 /// `rancon run`: one round with --once, else rounds every `interval` until SIGINT/SIGTERM.
 pub async fn run(args: &RunArgs) -> ExitCode {
-    let loaded = match load_valid(&args.config) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let pipeline = match build(&loaded.raw) {
-        Ok(p) => p,
+    let built = load_valid(&args.config).and_then(|l| build(&l.raw).map(|p| (l, p)));
+    let (loaded, pipeline) = match built {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);

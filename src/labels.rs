@@ -21,10 +21,19 @@ pub fn select(labels: &BTreeMap<String, String>, prefix: &str) -> Option<Props> 
             }
         }
     }
-    let disabled = props
-        .get("enable")
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"));
+    let disabled = props.get("enable").is_some_and(|v| is_false(v));
     (selected && !disabled).then_some(props)
+}
+
+/// Whether `labels` carry `<prefix>.enable=false` (or `0`, `no`).
+pub fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
+    labels
+        .get(&format!("{prefix}.enable"))
+        .is_some_and(|v| is_false(v))
+}
+
+fn is_false(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")
 }
 
 #[cfg(test)]

@@ -24,14 +24,19 @@ impl Endpoint {
 
     /// Human label used in warnings: `source/service@host:port`.
     pub fn describe(&self) -> String {
-        format!(
-            "{}/{}@{}:{}",
-            self.source,
-            self.prop("service"),
-            self.prop("host"),
-            self.prop("port")
-        )
+        describe(&self.source, &self.props)
     }
+}
+
+/// `source/service@host:port` from a source name and endpoint properties.
+pub fn describe(source: &str, props: &Props) -> String {
+    let prop = |k: &str| props.get(k).map_or("", String::as_str);
+    format!(
+        "{source}/{}@{}:{}",
+        prop("service"),
+        prop("host"),
+        prop("port")
+    )
 }
 
 /// What a backend holds (or should hold) for one endpoint.

@@ -159,24 +159,17 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
     );
 
     let mut problems = ConfigError::from(first).problems;
-    const KNOWN: &[&str] = &[
-        "label_prefix",
-        "owner",
-        "interval",
-        "name",
-        "max_deregister_fraction",
-        "http",
-        "sources",
-        "backends",
-    ];
+    let known: Vec<String> = toml::Table::try_from(RawConfig::default())
+        .map(|t| t.into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default();
     let top: std::collections::BTreeSet<String> = figment
         .data()
         .map(|m| m.into_values().flat_map(|d| d.into_keys()).collect())
         .unwrap_or_default();
-    for key in top.into_iter().filter(|k| !KNOWN.contains(&k.as_str())) {
+    for key in top.into_iter().filter(|k| !known.contains(k)) {
         let origin = super::report::origin_of(figment, &key);
         let p = Problem {
-            message: format!("unknown key; expected one of {}", KNOWN.join(", ")),
+            message: format!("unknown key; expected one of {}", known.join(", ")),
             key,
             origin,
         };

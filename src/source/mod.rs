@@ -55,19 +55,14 @@ impl Naming {
     ) -> Result<Option<Endpoint>, Skip> {
         let label_props = match labels::select(labels, &self.prefix) {
             Some(p) => p,
-            None if select_all && !opted_out(labels, &self.prefix) => Props::new(),
+            None if select_all && !labels::opted_out(labels, &self.prefix) => Props::new(),
             None => return Ok(None),
         };
         if !base.contains_key("service") {
             let service = base.get("name").cloned().unwrap_or_default();
             base.insert("service".into(), service);
         }
-        let describe = format!(
-            "{source}/{}@{}:{}",
-            base.get("service").map_or("", String::as_str),
-            base.get("host").map_or("", String::as_str),
-            base.get("port").map_or("", String::as_str)
-        );
+        let describe = crate::model::describe(source, &base);
         let skip = |reason: String| Skip {
             endpoint: describe.clone(),
             reason,
@@ -106,12 +101,6 @@ impl Naming {
             props,
         }))
     }
-}
-
-fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
-    labels
-        .get(&format!("{prefix}.enable"))
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
 }
 
 /// Builds one source from its config. The config was validated; errors here are rare.
