@@ -21,6 +21,7 @@ fn regs(n: usize, churn_every: usize) -> RegistrationMap {
                 port,
                 tags: ["rancon-default".to_string()].into(),
                 meta: BTreeMap::from([("rancon-owner".into(), "default".into())]),
+                health: None,
             };
             (r.id.clone(), r)
         })

@@ -38,7 +38,7 @@ pub fn build(raw: &RawConfig) -> Result<Pipeline, ConfigError> {
     for (name, cfg) in &raw.backends {
         match backend::build(name, cfg, raw) {
             Ok(b) => backends.push(b),
-            Err(e) => problems.push(problem(format!("backends.{name}"), e.to_string())),
+            Err(e) => problems.push(problem(format!("backends.{name}"), e)),
         }
     }
     if !problems.is_empty() {
@@ -102,11 +102,15 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
             }
         }
         for b in &pipeline.backends {
-            match b.list().await {
-                Ok(regs) => println!(
+            match b.list(&Default::default()).await {
+                Ok(l) if !l.partial.is_empty() => {
+                    ok = false;
+                    println!("✗ backend {}: {}", b.name(), l.partial.join("; "))
+                }
+                Ok(l) => println!(
                     "✓ backend {}: {} owned registration(s)",
                     b.name(),
-                    regs.len()
+                    l.regs.len()
                 ),
                 Err(e) => {
                     ok = false;

@@ -64,6 +64,44 @@ pub enum BackendError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The registry refused the ACL token (HTTP 403).
+    #[error("{backend}: ACL token rejected on {op} {url}: {message}")]
+    Acl {
+        /// The backend component.
+        backend: String,
+        /// What was being done (`register`, `list services`, …).
+        op: &'static str,
+        /// The URL requested (never carries the token).
+        url: String,
+        /// The server's text.
+        message: String,
+    },
+    /// Any other non-success HTTP status; `message` is the server's text body.
+    #[error("{backend}: {op} {url}: HTTP {status}: {message}")]
+    Http {
+        /// The backend component.
+        backend: String,
+        /// What was being done.
+        op: &'static str,
+        /// The URL requested.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's text.
+        message: String,
+    },
+    /// Connection refused, reset, timed out; retried next round.
+    #[error("{backend}: {op} {url}: {message}")]
+    Transport {
+        /// The backend component.
+        backend: String,
+        /// What was being done.
+        op: &'static str,
+        /// The URL requested.
+        url: String,
+        /// What failed.
+        message: String,
+    },
     /// What the backend holds does not have the expected shape.
     #[error("cannot parse {what}: {message}")]
     Decode {

@@ -3,7 +3,7 @@
 use crate::config::ClientTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +13,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
     /// The CA file could not be read or holds no certificate.
-    #[error("CA file {path}: {message}")]
+    #[error("CA file {}: {message}", path.display())]
     Ca {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A client certificate or key file could not be read.
+    #[error("{}: {message}", path.display())]
+    Pem {
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -31,15 +39,47 @@ pub fn client(timeout: Duration, tls: &ClientTls) -> Result<reqwest::Client, Htt
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpSetupError::Tls(e.to_string()))?;
-    let config = if tls.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth()
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure {
+        Arc::new(NoVerify(provider.clone()))
     } else {
-        builder
-            .with_root_certificates(roots(tls)?)
-            .with_no_client_auth()
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots(tls)?),
+            provider,
+        )
+        .build()
+        .map_err(|e| HttpSetupError::Tls(e.to_string()))?;
+        match &tls.server_name {
+            None => webpki,
+            Some(n) => Arc::new(NamedVerify {
+                inner: webpki,
+                name: ServerName::try_from(n.clone())
+                    .map_err(|e| HttpSetupError::Tls(format!("server_name {n:?}: {e}")))?,
+            }),
+        }
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let pem_err = |path: &PathBuf, message: String| HttpSetupError::Pem {
+                path: path.clone(),
+                message,
+            };
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| pem_err(cert, e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_err(cert, e.to_string()))?;
+            if chain.is_empty() {
+                return Err(pem_err(cert, "no PEM certificate in it".into()));
+            }
+            let key_der =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| HttpSetupError::Tls(e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
     };
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
@@ -49,6 +89,22 @@ pub fn client(timeout: Duration, tls: &ClientTls) -> Result<reqwest::Client, Htt
         .user_agent(concat!("rancon/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| HttpSetupError::Tls(e.to_string()))
+}
+
+/// A transport error with its causes (`connection refused`), without the URL reqwest adds.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }
 
 fn roots(tls: &ClientTls) -> Result<rustls::RootCertStore, HttpSetupError> {
@@ -121,5 +177,48 @@ impl ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Verifies the server certificate against a configured name instead of the URL's host.
+#[derive(Debug)]
+struct NamedVerify {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NamedVerify {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

@@ -54,6 +54,55 @@ pub struct Registration {
     pub tags: BTreeSet<String>,
     /// Backend-specific attributes (Consul meta, Traefik rule, …).
     pub meta: BTreeMap<String, String>,
+    /// The source's view of the service's health, for backends that mirror it (a Consul TTL
+    /// check). It is state, not content: the planner ignores it, so a health change never
+    /// re-registers anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+impl Registration {
+    /// Whether two registrations have the same content (everything but `health`).
+    pub fn same(&self, other: &Registration) -> bool {
+        self.id == other.id
+            && self.name == other.name
+            && self.address == other.address
+            && self.port == other.port
+            && self.tags == other.tags
+            && self.meta == other.meta
+    }
+}
+
+/// Health as Consul's check statuses name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Healthy, or the source has no health check.
+    Passing,
+    /// Starting, degraded or updating.
+    Warning,
+    /// Unhealthy.
+    Critical,
+}
+
+impl Health {
+    /// Maps a source's health word (Rancher `healthState`, or label `rancon.health`).
+    pub fn from_source(state: &str) -> Health {
+        match state.trim().to_ascii_lowercase().as_str() {
+            "" | "healthy" | "started-once" | "passing" => Health::Passing,
+            "unhealthy" | "critical" => Health::Critical,
+            _ => Health::Warning,
+        }
+    }
+
+    /// Consul's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Passing => "passing",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
+        }
+    }
 }
 
 /// Registrations keyed by id, ordered so plans and snapshots are stable.

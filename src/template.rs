@@ -75,11 +75,19 @@ impl Template {
 
     /// Renders against `props`; a placeholder without a value fails the whole render.
     pub fn render(&self, props: &Props) -> Result<String, Missing> {
+        self.render_with(|k| props.get(k).map(String::as_str))
+    }
+
+    /// Renders with `lookup` giving each placeholder's value (lower-case name).
+    pub fn render_with<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<String, Missing> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
-                Part::Var(v) => match props.get(v) {
+                Part::Var(v) => match lookup(v) {
                     Some(val) => out.push_str(val),
                     None => {
                         return Err(Missing {

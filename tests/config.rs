@@ -38,7 +38,9 @@ fn precedence_is_defaults_then_file_then_env_then_cli() {
         assert_eq!(raw.owner, "from-env", "env beats file");
         assert_eq!(raw.label_prefix, "fileprefix", "file beats default");
         assert_eq!(raw.name, "%NAME%", "default kept");
-        let rancon::config::BackendConfig::TraefikFile(t) = &raw.backends["b"];
+        let rancon::config::BackendConfig::TraefikFile(t) = &raw.backends["b"] else {
+            panic!("backend b is traefik_file")
+        };
         assert_eq!(t.default_rule, "Host(`%NAME%.env`)", "env nests with __");
         Ok(())
     });
@@ -55,6 +57,60 @@ fn rancon_config_is_not_a_config_key() {
             sets: vec![],
         };
         rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+}
+
+#[test]
+fn consul_conventional_variables_fill_what_the_file_leaves_unset() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ca.pem", "")?;
+        jail.create_file(
+            "r.toml",
+            r#"
+            [sources.s]
+            type = "static"
+            services = [{ name = "a", host = "h", port = 1 }]
+            [backends.c]
+            type = "consul"
+            [backends.d]
+            type = "consul"
+            url = "http://from-file:8500"
+            token = "file-token"
+            "#,
+        )?;
+        jail.set_env("CONSUL_HTTP_ADDR", "127.0.0.5:8501");
+        jail.set_env("CONSUL_HTTP_SSL", "true");
+        jail.set_env("CONSUL_HTTP_TOKEN", "env-token");
+        jail.set_env("CONSUL_CACERT", "ca.pem");
+        jail.set_env("CONSUL_TLS_SERVER_NAME", "server.dc1.consul:8501");
+        jail.set_env("CONSUL_HTTP_SSL_VERIFY", "0");
+        jail.set_env("RANCON_BACKENDS__D__DATACENTER", "dc2");
+        let args = ConfigArgs {
+            config: Some("r.toml".into()),
+            sets: vec![],
+        };
+        let loaded = rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
+        let consul = |name: &str| match &loaded.raw.backends[name] {
+            rancon::config::BackendConfig::Consul(c) => c.clone(),
+            _ => panic!("{name} is consul"),
+        };
+        let c = consul("c");
+        assert_eq!(c.url, "https://127.0.0.5:8501");
+        assert_eq!(c.token.as_ref().map(|t| t.expose()), Some("env-token"));
+        assert_eq!(
+            c.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert_eq!(c.tls.server_name.as_deref(), Some("server.dc1.consul"));
+        assert!(c.tls.insecure);
+        let d = consul("d");
+        assert_eq!(
+            d.url, "http://from-file:8500",
+            "the file beats CONSUL_HTTP_ADDR"
+        );
+        assert_eq!(d.token.as_ref().map(|t| t.expose()), Some("file-token"));
+        assert_eq!(d.datacenter.as_deref(), Some("dc2"));
         Ok(())
     });
 }

@@ -13,6 +13,7 @@ fn reg(id: &str, name: &str, port: u16, tags: &[&str]) -> Registration {
         port,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         meta: BTreeMap::new(),
+        health: None,
     }
 }
 
@@ -37,6 +38,7 @@ fn arb_map() -> impl Strategy<Value = RegistrationMap> {
                     port,
                     tags,
                     meta: BTreeMap::new(),
+                    health: None,
                 };
                 (id, r)
             })

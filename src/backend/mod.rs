@@ -1,12 +1,12 @@
 //! Backends hold registrations; they list what this owner holds and apply plans.
 
+pub mod consul;
 pub mod traefik_file;
 
 use crate::config::{BackendConfig, RawConfig};
 use crate::error::{BackendError, Skip};
 use crate::model::{Endpoint, Registration, RegistrationMap};
 use crate::reconcile::Plan;
-use crate::template::TemplateError;
 use async_trait::async_trait;
 
 /// What applying a plan achieved.
@@ -18,6 +18,16 @@ pub struct ApplyReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// What a backend holds for this owner.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The owned registrations that could be listed.
+    pub regs: RegistrationMap,
+    /// Parts that could not be listed (one agent of several): their registrations are absent
+    /// from `regs`, so nothing there is deregistered, and the round counts as failed.
+    pub partial: Vec<String>,
+}
+
 /// A registry rancon keeps in step.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -27,20 +37,30 @@ pub trait Backend: Send + Sync {
     fn sources(&self) -> Option<&[String]>;
     /// The registration this backend wants for one endpoint.
     fn render(&self, ep: &Endpoint) -> Result<Registration, Skip>;
-    /// The registrations this owner holds there, and nothing else.
-    async fn list(&self) -> Result<RegistrationMap, BackendError>;
-    /// Performs the plan's writes; `actual` is what `list` returned this round.
-    async fn apply(&self, actual: &RegistrationMap, plan: &Plan) -> ApplyReport;
+    /// The registrations this owner holds there, and nothing else. `desired` tells a backend
+    /// with several servers (Consul agents per host) where to look.
+    async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError>;
+    /// Performs the plan's writes (and per-round refreshes such as TTL checks); `actual` is
+    /// what `list` returned this round. Called every round that is not a dry run.
+    async fn apply(
+        &self,
+        desired: &RegistrationMap,
+        actual: &RegistrationMap,
+        plan: &Plan,
+    ) -> ApplyReport;
 }
 
 /// Builds one backend from its config.
 pub fn build(
     name: &str,
     cfg: &BackendConfig,
-    _global: &RawConfig,
-) -> Result<Box<dyn Backend>, TemplateError> {
+    global: &RawConfig,
+) -> Result<Box<dyn Backend>, String> {
     Ok(match cfg {
-        BackendConfig::TraefikFile(c) => Box::new(traefik_file::TraefikFile::new(name, c)?),
+        BackendConfig::TraefikFile(c) => {
+            Box::new(traefik_file::TraefikFile::new(name, c).map_err(|e| e.to_string())?)
+        }
+        BackendConfig::Consul(c) => Box::new(consul::Consul::new(name, c, global)?),
     })
 }
 

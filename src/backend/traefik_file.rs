@@ -3,7 +3,7 @@
 //! The file at `path` belongs to rancon alone (point Traefik's `directory` option at a folder
 //! to keep hand-written files beside it): every router and service in it is this owner's.
 
-use super::{ApplyReport, Backend, port_of};
+use super::{ApplyReport, Backend, Listing, port_of};
 use crate::config::TraefikFileConfig;
 use crate::error::{BackendError, Skip};
 use crate::model::{Endpoint, Registration, RegistrationMap};
@@ -149,6 +149,7 @@ impl TraefikFile {
                     port,
                     tags: BTreeSet::new(),
                     meta: meta.clone(),
+                    health: None,
                 };
                 out.insert(reg.id.clone(), reg);
             }
@@ -238,13 +239,14 @@ impl Backend for TraefikFile {
             port,
             tags: BTreeSet::new(),
             meta,
+            health: None,
         })
     }
 
-    async fn list(&self) -> Result<RegistrationMap, BackendError> {
+    async fn list(&self, _desired: &RegistrationMap) -> Result<Listing, BackendError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistrationMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
             Err(source) => {
                 return Err(BackendError::Io {
                     op: "read",
@@ -253,13 +255,25 @@ impl Backend for TraefikFile {
                 });
             }
         };
-        self.decode(&text).map_err(|message| BackendError::Decode {
+        let regs = self.decode(&text).map_err(|message| BackendError::Decode {
             what: self.path.display().to_string(),
             message,
+        })?;
+        Ok(Listing {
+            regs,
+            partial: vec![],
         })
     }
 
-    async fn apply(&self, actual: &RegistrationMap, plan: &Plan) -> ApplyReport {
+    async fn apply(
+        &self,
+        _desired: &RegistrationMap,
+        actual: &RegistrationMap,
+        plan: &Plan,
+    ) -> ApplyReport {
+        if plan.is_empty() {
+            return ApplyReport::default();
+        }
         let next = applied(actual, plan);
         let result = self.encode(&next).and_then(|content| {
             let current = std::fs::read_to_string(&self.path).ok();

@@ -145,6 +145,51 @@ fn conventional_env(raw: &mut RawConfig, var: impl Fn(&str) -> Option<String>) {
             }
         }
     }
+    for be in raw.backends.values_mut() {
+        if let super::BackendConfig::Consul(c) = be {
+            consul_env(c, &var);
+        }
+    }
+}
+
+/// The variables of Consul's own CLI and API client (`api/api.go` `defaultConfig`).
+fn consul_env(c: &mut super::ConsulBackendConfig, var: &impl Fn(&str) -> Option<String>) {
+    // Go's strconv.ParseBool, which Consul uses for its boolean variables.
+    let flag = |k: &str| match var(k).as_deref() {
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Some(false),
+        _ => None,
+    };
+    if c.url.is_empty() {
+        c.url = match var("CONSUL_HTTP_ADDR") {
+            Some(a) if a.contains("://") => a,
+            Some(a) if flag("CONSUL_HTTP_SSL") == Some(true) => format!("https://{a}"),
+            Some(a) => format!("http://{a}"),
+            None => super::consul::DEFAULT_URL.into(),
+        };
+    }
+    if c.token.is_none() && c.token_file.is_none() {
+        c.token_file = var("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from);
+        if c.token_file.is_none() {
+            c.token = var("CONSUL_HTTP_TOKEN").map(super::Secret::new);
+        }
+    }
+    let tls = &mut c.tls;
+    if tls.ca_file.is_none() {
+        tls.ca_file = var("CONSUL_CACERT").map(PathBuf::from);
+    }
+    if tls.cert_file.is_none() && tls.key_file.is_none() {
+        tls.cert_file = var("CONSUL_CLIENT_CERT").map(PathBuf::from);
+        tls.key_file = var("CONSUL_CLIENT_KEY").map(PathBuf::from);
+    }
+    if tls.server_name.is_none() {
+        // Consul strips a `:port` from the name.
+        tls.server_name = var("CONSUL_TLS_SERVER_NAME")
+            .map(|n| n.rsplit_once(':').map_or(n.clone(), |(h, _)| h.to_string()));
+    }
+    if !tls.insecure && flag("CONSUL_HTTP_SSL_VERIFY") == Some(false) {
+        tls.insecure = true;
+    }
 }
 
 /// serde stops at the first error of one extraction; extracting each part on its own

@@ -1,6 +1,7 @@
 //! Configuration: the serde/schemars model (`RawConfig`), figment layering (`load`),
 //! meaning checks (`validate`) and error reports that name key and origin (`report`).
 
+pub mod consul;
 pub mod load;
 pub mod report;
 pub mod secret;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use consul::{CheckMode, ConsulBackendConfig, ConsulMode};
 pub use load::{LoadOptions, Loaded, load};
 pub use report::{ConfigError, Problem};
 pub use secret::Secret;
@@ -87,7 +89,7 @@ pub enum SourceConfig {
     /// Services declared in the configuration or in a file: external services, and the demo.
     Static(StaticSourceConfig),
     /// A Rancher 1.6 server (API `v2-beta` or `v1`).
-    Rancher(RancherSourceConfig),
+    Rancher(Box<RancherSourceConfig>),
 }
 
 /// Which address of a Rancher service to register.
@@ -108,6 +110,16 @@ pub struct ClientTls {
     /// PEM file with the CA certificate(s) to trust instead of the bundled web roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to servers that require mTLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the server certificate against instead of the URL's host (e.g. the
+    /// `server.dc1.consul` name Consul's certificates carry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
     /// Skip certificate verification (self-signed labs only).
     pub insecure: bool,
 }
@@ -159,7 +171,7 @@ pub struct RancherSourceConfig {
     pub name: Option<String>,
 }
 
-fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
@@ -201,6 +213,8 @@ pub struct StaticService {
 pub enum BackendConfig {
     /// Traefik's file provider: one router and one service per registered name.
     TraefikFile(TraefikFileConfig),
+    /// A Consul agent or catalog.
+    Consul(Box<ConsulBackendConfig>),
 }
 
 impl BackendConfig {
@@ -208,6 +222,7 @@ impl BackendConfig {
     pub fn sources(&self) -> Option<&[String]> {
         match self {
             BackendConfig::TraefikFile(c) => c.sources.as_deref(),
+            BackendConfig::Consul(c) => c.sources.as_deref(),
         }
     }
 }

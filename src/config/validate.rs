@@ -2,8 +2,8 @@
 
 use super::report::{ConfigError, Problem, origin_of};
 use super::{
-    BackendConfig, ClientTls, Loaded, RancherSourceConfig, SourceConfig, StaticSourceConfig,
-    TraefikFileConfig,
+    BackendConfig, ClientTls, ConsulBackendConfig, ConsulMode, Loaded, RancherSourceConfig,
+    SourceConfig, StaticSourceConfig, TraefikFileConfig,
 };
 use crate::source::static_file::read_services_file;
 use crate::template::Template;
@@ -101,6 +101,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         }
         match be {
             BackendConfig::TraefikFile(t) => check_traefik(&mut c, &key, t),
+            BackendConfig::Consul(k) => check_consul(&mut c, &key, k),
         }
     }
     if c.problems.is_empty() {
@@ -212,12 +213,103 @@ fn check_rancher(c: &mut Collector, key: &str, r: &RancherSourceConfig) {
 }
 
 fn check_tls(c: &mut Collector, key: &str, tls: &ClientTls) {
-    if let Some(f) = &tls.ca_file
+    for (field, file) in [
+        ("ca_file", &tls.ca_file),
+        ("cert_file", &tls.cert_file),
+        ("key_file", &tls.key_file),
+    ] {
+        if let Some(f) = file
+            && !f.is_file()
+        {
+            c.add(
+                format!("{key}.{field}"),
+                format!("{} does not exist", f.display()),
+            );
+        }
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        c.add(
+            format!("{key}.cert_file"),
+            "cert_file and key_file go together",
+        );
+    }
+    if let Some(n) = &tls.server_name
+        && rustls_pki_types::ServerName::try_from(n.as_str()).is_err()
+    {
+        c.add(
+            format!("{key}.server_name"),
+            format!("{n:?} is not a DNS name or IP address"),
+        );
+    }
+}
+
+fn check_http_url(c: &mut Collector, key: String, url: &str) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        Ok(_) => c.add(key, format!("{url:?} must be an http:// or https:// URL")),
+        Err(e) => c.add(key, format!("{url:?} is not a URL: {e}")),
+    }
+}
+
+fn check_consul(c: &mut Collector, key: &str, k: &ConsulBackendConfig) {
+    match Template::parse(&k.url) {
+        Err(e) => c.add(format!("{key}.url"), format!("malformed template: {e}")),
+        Ok(t) => {
+            // Placeholders stand for host names; check the rest with a stand-in.
+            let sample = t
+                .render_with(|_| Some("placeholder.invalid"))
+                .unwrap_or_default();
+            check_http_url(c, format!("{key}.url"), &sample);
+            if !t.is_literal() && k.mode == ConsulMode::Catalog {
+                c.add(
+                    format!("{key}.url"),
+                    "catalog mode writes through one agent: the URL cannot hold placeholders",
+                );
+            }
+        }
+    }
+    if let Some(u) = &k.discovery_url {
+        check_http_url(c, format!("{key}.discovery_url"), u);
+    }
+    if let Some(f) = &k.token_file
         && !f.is_file()
     {
         c.add(
-            format!("{key}.ca_file"),
+            format!("{key}.token_file"),
             format!("{} does not exist", f.display()),
         );
     }
+    c.template(format!("{key}.id"), &k.id);
+    for (i, t) in k.tags.iter().enumerate() {
+        c.template(format!("{key}.tags.{i}"), t);
+    }
+    for (m, t) in &k.meta {
+        c.template(format!("{key}.meta.{m}"), t);
+        let clean = crate::backend::consul::meta_key(m);
+        if clean.is_empty() || crate::backend::consul::RESERVED_META.contains(&clean.as_str()) {
+            c.add(
+                format!("{key}.meta.{m}"),
+                "meta key is empty after sanitising or reserved for rancon's ownership marker",
+            );
+        }
+    }
+    if !(1..=1024).contains(&k.concurrency) {
+        c.add(format!("{key}.concurrency"), "must be from 1 to 1024");
+    }
+    if k.timeout.is_zero() {
+        c.add(format!("{key}.timeout"), "must be more than 0s");
+    }
+    if k.node.trim().is_empty() {
+        c.add(format!("{key}.node"), "must not be empty");
+    }
+    if k.check_ttl.is_some_and(|t| t.as_secs() < 1) {
+        c.add(format!("{key}.check_ttl"), "must be at least 1s");
+    }
+    if k.check_deregister_after.is_some_and(|t| t.as_secs() < 60) {
+        c.add(
+            format!("{key}.check_deregister_after"),
+            "Consul's minimum is 1m",
+        );
+    }
+    check_tls(c, &format!("{key}.tls"), &k.tls);
 }

@@ -172,8 +172,16 @@ impl Pipeline {
                 Err(skip) => tracing::warn!(backend = name, "{skip}"),
             }
         }
-        let actual = match be.list().await {
-            Ok(a) => a,
+        let actual = match be.list(&desired).await {
+            Ok(listing) => {
+                if !listing.partial.is_empty() {
+                    for e in &listing.partial {
+                        tracing::error!(backend = name, error = %e, "cannot list part of the registrations; nothing there is deregistered this round");
+                    }
+                    out.error = Some(format!("list: {}", listing.partial.join("; ")));
+                }
+                listing.regs
+            }
             Err(e) => {
                 tracing::error!(backend = name, error = %e, "cannot list registrations");
                 out.error = Some(format!("list: {e}"));
@@ -197,10 +205,10 @@ impl Pipeline {
             tracing::error!(backend = name, "{msg}");
             out.held_back += p.deregister.len();
             p.deregister.clear();
-            out.error = Some(msg);
+            out.error = Some(out.error.map_or(msg.clone(), |e| format!("{e}; {msg}")));
         }
-        if !opts.dry_run && !p.is_empty() {
-            let report = be.apply(&actual, &p).await;
+        if !opts.dry_run {
+            let report = be.apply(&desired, &actual, &p).await;
             for (id, reg) in p.register.iter().chain(&p.update) {
                 if !report.failed.iter().any(|(f, _)| f == id) {
                     tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "registered");

@@ -58,7 +58,7 @@ pub fn plan(desired: &RegistrationMap, actual: &RegistrationMap) -> Plan {
             Equal => {
                 let ((id, want), (_, have)) =
                     (d.next().expect("peeked"), a.next().expect("peeked"));
-                if want == have {
+                if want.same(have) {
                     p.unchanged += 1;
                 } else {
                     p.update.insert(id.clone(), want.clone());

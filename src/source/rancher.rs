@@ -194,7 +194,7 @@ impl RancherSource {
         }
         let transport = |e: reqwest::Error| SourceError::Transport {
             url: url.to_string(),
-            message: describe(&e),
+            message: crate::http::describe(&e),
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
@@ -429,21 +429,6 @@ fn normalize(url: &str) -> (String, bool, bool) {
         return (format!("{url}/v2-beta"), false, false);
     }
     (url, v1, project)
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        e.to_string()
-    };
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 #[async_trait]

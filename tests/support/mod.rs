@@ -1,3 +1,5 @@
 //! In-repo test doubles of the servers rancon talks to.
 
+pub mod consul;
+pub mod pki;
 pub mod rancher;

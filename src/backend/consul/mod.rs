@@ -1,0 +1,648 @@
+//! `type = "consul"`: registrations in Consul agents (or the catalog), written only on change.
+//!
+//! Ownership: every registration carries tag `rancon-<owner>` (the original tool's cleanup tag)
+//! and meta `rancon-owner` / `external-source=rancon`; listings keep only the owner's tag, so
+//! nothing else is ever modified or deregistered.
+
+mod api;
+mod build;
+mod wire;
+
+pub mod render;
+
+pub use render::{RESERVED_META, meta_key};
+
+use self::api::{Api, is_not_found};
+use self::render::{AGENT_KEY, CHECKS_META, CheckSpec, ID_KEY, OWNER_META};
+use super::{ApplyReport, Backend, Listing, port_of};
+use crate::config::{CheckMode, ConsulMode};
+use crate::error::{BackendError, Skip};
+use crate::model::{Endpoint, Health, Registration, RegistrationMap};
+use crate::reconcile::Plan;
+use crate::template::Template;
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A Consul backend.
+pub struct Consul {
+    name: String,
+    sources: Option<Vec<String>>,
+    owner: String,
+    owner_tag: String,
+    url: Template,
+    discovery_url: Option<String>,
+    mode: ConsulMode,
+    node: String,
+    node_address: String,
+    id: Template,
+    tags: Vec<Template>,
+    meta: Vec<(String, Template)>,
+    check: CheckMode,
+    ttl: Duration,
+    deregister_after: Option<Duration>,
+    concurrency: usize,
+    api: Api,
+    agents: Mutex<Agents>,
+}
+
+/// What this process has learnt about agents (only used when `url` has placeholders).
+#[derive(Default)]
+struct Agents {
+    /// Agents that held owned registrations at the last listing, or were written to since.
+    known: BTreeSet<String>,
+    /// Whether the catalog was asked once for the agents holding this owner's registrations.
+    discovered: bool,
+    /// Agents whose listing failed this round: their writes fail at once, without a request.
+    failed: BTreeMap<String, String>,
+}
+
+/// One write of a round.
+enum Op<'a> {
+    Register {
+        reg: &'a Registration,
+        moved_from: Option<&'a str>,
+    },
+    Deregister(&'a Registration),
+    Refresh(&'a Registration),
+}
+
+impl Consul {
+    fn agent_of<'r>(&'r self, reg: &'r Registration) -> &'r str {
+        reg.meta
+            .get(AGENT_KEY)
+            .map(String::as_str)
+            .unwrap_or(self.url.as_str())
+    }
+
+    /// Properties as templates see them: the final, lower-cased name as `%NAME%`.
+    fn props(ep: &Endpoint, name: &str) -> crate::template::Props {
+        let mut props = ep.props.clone();
+        props.insert("name".into(), name.to_string());
+        props
+    }
+
+    fn checks(&self, ep: &Endpoint, address: &str, port: u16) -> Result<Vec<CheckSpec>, String> {
+        let label_duration = |key: &str, min: Duration| -> Result<Option<String>, String> {
+            let Some(v) = ep.props.get(key) else {
+                return Ok(None);
+            };
+            match humantime::parse_duration(v) {
+                Ok(d) if d >= min => Ok(Some(render::go_duration(d))),
+                _ => Err(format!(
+                    "label {}={v:?} must be a duration of at least {}",
+                    key.replacen('_', ".", 1),
+                    humantime::format_duration(min)
+                )),
+            }
+        };
+        let deregister = label_duration("check_deregister_after", Duration::from_secs(60))?
+            .or_else(|| self.deregister_after.map(render::go_duration));
+        let mut out = Vec::new();
+        if self.check == CheckMode::Source {
+            let health = Health::from_source(ep.prop("health"));
+            out.push(CheckSpec {
+                kind: "source".into(),
+                target: None,
+                interval: None,
+                ttl: (self.mode == ConsulMode::Agent).then(|| render::go_duration(self.ttl)),
+                // The catalog has no agent to refresh a TTL: the status itself is recorded.
+                status: (self.mode == ConsulMode::Catalog).then(|| health.as_str().into()),
+                deregister: deregister.clone(),
+            });
+        }
+        if self.mode == ConsulMode::Catalog {
+            // No agent runs HTTP/TCP checks registered in the catalog.
+            return Ok(out);
+        }
+        let interval = label_duration("check_interval", Duration::from_secs(1))?
+            .unwrap_or_else(|| "10s".into());
+        let host = if address.contains(':') {
+            format!("[{address}]")
+        } else {
+            address.to_string()
+        };
+        if let Some(path) = ep.props.get("check_http") {
+            let target = if path.starts_with("http://") || path.starts_with("https://") {
+                path.clone()
+            } else {
+                format!("http://{host}:{port}/{}", path.trim_start_matches('/'))
+            };
+            out.push(CheckSpec {
+                kind: "http".into(),
+                target: Some(target),
+                interval: Some(interval.clone()),
+                ttl: None,
+                status: None,
+                deregister: deregister.clone(),
+            });
+        }
+        if let Some(v) = ep.props.get("check_tcp") {
+            let target = match v.trim() {
+                "" | "true" | "1" | "yes" => format!("{host}:{port}"),
+                other => other.to_string(),
+            };
+            out.push(CheckSpec {
+                kind: "tcp".into(),
+                target: Some(target),
+                interval: Some(interval),
+                ttl: None,
+                status: None,
+                deregister,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The agents to list this round: the one `url`, or (with placeholders) the agents of this
+    /// round's endpoints, those known to hold registrations, and — once per process — those the
+    /// catalog names, so a host whose services all vanished while rancon was down is cleaned.
+    async fn agents_to_list(&self, desired: &RegistrationMap) -> BTreeSet<String> {
+        if self.url.is_literal() {
+            return BTreeSet::from([self.url.as_str().to_string()]);
+        }
+        let mut agents: BTreeSet<String> = desired
+            .values()
+            .filter_map(|r| r.meta.get(AGENT_KEY).cloned())
+            .collect();
+        let (known, discovered) = {
+            let st = self.agents.lock().expect("agents lock");
+            (st.known.clone(), st.discovered)
+        };
+        agents.extend(known);
+        if !discovered {
+            match self.discover(&agents).await {
+                Ok(found) => {
+                    agents.extend(found);
+                    self.agents.lock().expect("agents lock").discovered = true;
+                }
+                Err(e) => {
+                    tracing::warn!(backend = %self.name, error = %e, "cannot ask the catalog which agents hold registrations; retried next round")
+                }
+            }
+        }
+        agents
+    }
+
+    /// Asks one catalog (the `discovery_url`, else any of `agents`) for the agents holding
+    /// this owner's registrations.
+    async fn discover(&self, agents: &BTreeSet<String>) -> Result<BTreeSet<String>, BackendError> {
+        let askable: Vec<String> = match &self.discovery_url {
+            Some(u) => vec![u.clone()],
+            None => agents.iter().cloned().collect(),
+        };
+        let mut last = None;
+        for base in askable {
+            match self.discover_via(&base).await {
+                Ok(found) => return Ok(found),
+                Err(e) => last = Some(e),
+            }
+        }
+        // No agent to ask (nothing desired, none known): nothing can be held anywhere we know.
+        last.map_or(Ok(BTreeSet::new()), Err)
+    }
+
+    async fn discover_via(&self, base: &str) -> Result<BTreeSet<String>, BackendError> {
+        let filter = format!("\"{}\" in ServiceTags", self.owner_tag);
+        let mut query = self.api.dc();
+        query.push(("filter", &filter));
+        let names: BTreeMap<String, serde_json::Value> = self
+            .api
+            .get(
+                "discover agents",
+                &wire::url(base, &["v1", "catalog", "services"]),
+                &query,
+            )
+            .await?;
+        // Futures built first, then driven: a closure over borrowed items inside the stream
+        // trips the compiler's higher-ranked lifetime check under async_trait.
+        let futs: Vec<_> = names
+            .keys()
+            .map(|name| {
+                let url = wire::url(base, &["v1", "catalog", "service", name]);
+                let query = query.clone();
+                async move {
+                    self.api
+                        .get::<Vec<wire::CatalogEntry>>("discover agents", &url, &query)
+                        .await
+                }
+            })
+            .collect();
+        let per_name = futures::stream::iter(futs)
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut found = BTreeSet::new();
+        for entries in per_name {
+            for e in entries? {
+                if !e.service_tags.contains(&self.owner_tag) {
+                    continue;
+                }
+                let host = if e.service_address.is_empty() {
+                    e.address.as_str()
+                } else {
+                    e.service_address.as_str()
+                };
+                match self.url.render_with(|k| (k == "host").then_some(host)) {
+                    Ok(u) => {
+                        found.insert(u.trim_end_matches('/').to_string());
+                    }
+                    Err(m) => {
+                        tracing::warn!(backend = %self.name, node = %e.node, "cannot derive the agent URL of a node holding registrations: {m}")
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_agent(&self, agent: &str) -> Result<Vec<Registration>, BackendError> {
+        let filter = format!("\"{}\" in Tags", self.owner_tag);
+        let services: BTreeMap<String, wire::ListedService> = self
+            .api
+            .get(
+                "list services",
+                &wire::url(agent, &["v1", "agent", "services"]),
+                &[("filter", &filter)],
+            )
+            .await?;
+        Ok(services
+            .into_values()
+            .filter_map(|s| s.into_registration(&self.owner_tag, Some(agent)))
+            .collect())
+    }
+
+    async fn list_agents(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
+        let agents = self.agents_to_list(desired).await;
+        let mut results = futures::stream::iter(agents)
+            .map(|a| async move {
+                let r = self.list_agent(&a).await;
+                (a, r)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut listing = Listing::default();
+        let mut st = self.agents.lock().expect("agents lock");
+        st.failed.clear();
+        for (agent, result) in results {
+            match result {
+                Ok(regs) => {
+                    if regs.is_empty() {
+                        st.known.remove(&agent);
+                    } else {
+                        st.known.insert(agent.clone());
+                    }
+                    for reg in regs {
+                        insert_listed(&mut listing.regs, reg, desired);
+                    }
+                }
+                // One agent: its failure is the backend's. Several: it fails only its own work.
+                Err(e) if self.url.is_literal() => return Err(e),
+                Err(e) => {
+                    listing.partial.push(e.to_string());
+                    st.failed.insert(agent, e.to_string());
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn list_catalog(&self) -> Result<Listing, BackendError> {
+        let filter = format!("\"{}\" in Tags", self.owner_tag);
+        let mut query = self.api.dc();
+        query.push(("filter", &filter));
+        let node: Option<wire::NodeServices> = self
+            .api
+            .get(
+                "list services",
+                &wire::url(
+                    self.url.as_str(),
+                    &["v1", "catalog", "node-services", &self.node],
+                ),
+                &query,
+            )
+            .await?;
+        let mut listing = Listing::default();
+        for s in node.and_then(|n| n.services).unwrap_or_default() {
+            if let Some(reg) = s.into_registration(&self.owner_tag, None) {
+                listing.regs.insert(reg.id.clone(), reg);
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn run(&self, op: Op<'_>) -> Result<(), BackendError> {
+        match op {
+            Op::Register { reg, moved_from } => {
+                if let Some(old) = moved_from {
+                    self.deregister_at(old, reg).await?;
+                }
+                self.register(reg).await
+            }
+            Op::Deregister(reg) => match self.mode {
+                ConsulMode::Agent => self.deregister_at(self.agent_of(reg), reg).await,
+                ConsulMode::Catalog => {
+                    let body = wire::CatalogDeregister {
+                        datacenter: self.api.datacenter.as_deref(),
+                        node: &self.node,
+                        service_id: real_id(reg),
+                    };
+                    let url = wire::url(self.url.as_str(), &["v1", "catalog", "deregister"]);
+                    self.api
+                        .put("catalog deregister", &url, &[], Some(&body))
+                        .await
+                }
+            },
+            Op::Refresh(reg) => {
+                let health = reg.health.unwrap_or(Health::Passing);
+                let check_id = format!("service:{}:source", reg.id);
+                let url = wire::url(
+                    self.agent_of(reg),
+                    &["v1", "agent", "check", "update", &check_id],
+                );
+                let body = wire::CheckUpdate {
+                    status: health.as_str(),
+                    output: format!("{} (reported by rancon)", health.as_str()),
+                };
+                match self.api.put("update check", &url, &[], Some(&body)).await {
+                    // The agent lost the check (restart without persisted state): re-register.
+                    Err(e) if is_not_found(&e) => self.register(reg).await,
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn register(&self, reg: &Registration) -> Result<(), BackendError> {
+        let checks: Vec<CheckSpec> = reg
+            .meta
+            .get(CHECKS_META)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        match self.mode {
+            ConsulMode::Agent => {
+                let agent = self.agent_of(reg);
+                let body = wire::AgentService::new(reg, &checks);
+                let url = wire::url(agent, &["v1", "agent", "service", "register"]);
+                self.api
+                    .put(
+                        "register",
+                        &url,
+                        &[("replace-existing-checks", "true")],
+                        Some(&body),
+                    )
+                    .await
+            }
+            ConsulMode::Catalog => {
+                let body = wire::CatalogRegister::new(
+                    reg,
+                    &checks,
+                    &self.node,
+                    &self.node_address,
+                    self.api.datacenter.as_deref(),
+                );
+                let url = wire::url(self.url.as_str(), &["v1", "catalog", "register"]);
+                self.api
+                    .put("catalog register", &url, &[], Some(&body))
+                    .await
+            }
+        }
+    }
+
+    async fn deregister_at(&self, agent: &str, reg: &Registration) -> Result<(), BackendError> {
+        let url = wire::url(
+            agent,
+            &["v1", "agent", "service", "deregister", real_id(reg)],
+        );
+        match self.api.put::<()>("deregister", &url, &[], None).await {
+            // Already gone (current agents answer 404 for unknown ids): that is what we wanted.
+            Err(e) if is_not_found(&e) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// The id Consul knows a registration by (a duplicate on a second agent is keyed apart).
+fn real_id(reg: &Registration) -> &str {
+    reg.meta.get(ID_KEY).map(String::as_str).unwrap_or(&reg.id)
+}
+
+/// Adds a listed registration. The same id on two agents (a service moved while its id lacks
+/// `%HOST%`): the copy on the agent this round wants keeps the id, the other is keyed
+/// `<id>@<agent>` so that it is cleaned up instead of hidden.
+fn insert_listed(regs: &mut RegistrationMap, reg: Registration, desired: &RegistrationMap) {
+    let Some(prev) = regs.remove(&reg.id) else {
+        regs.insert(reg.id.clone(), reg);
+        return;
+    };
+    let wanted = desired.get(&reg.id).and_then(|d| d.meta.get(AGENT_KEY));
+    let (keep, mut other) = if wanted == reg.meta.get(AGENT_KEY) {
+        (reg, prev)
+    } else {
+        (prev, reg)
+    };
+    let agent = other.meta.get(AGENT_KEY).cloned().unwrap_or_default();
+    other.meta.insert(ID_KEY.into(), other.id.clone());
+    other.id = format!("{}@{agent}", other.id);
+    regs.insert(keep.id.clone(), keep);
+    regs.insert(other.id.clone(), other);
+}
+
+#[async_trait]
+impl Backend for Consul {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sources(&self) -> Option<&[String]> {
+        self.sources.as_deref()
+    }
+
+    fn render(&self, ep: &Endpoint) -> Result<Registration, Skip> {
+        let skip = |reason: String| Skip {
+            endpoint: ep.describe(),
+            reason,
+        };
+        let name = ep.prop("name").to_ascii_lowercase();
+        if !render::is_dns_label(&name) {
+            tracing::warn!(backend = %self.name, endpoint = %ep.describe(), name, "service name is not a valid DNS label; Consul's DNS interface cannot serve it");
+        }
+        let port = port_of(ep)?;
+        let address = ep.prop("host").to_string();
+        let props = Self::props(ep, &name);
+        let id = render::service_id(
+            &self
+                .id
+                .render(&props)
+                .map_err(|e| skip(format!("id template: {e}")))?,
+        );
+        if id.trim_matches('-').is_empty() {
+            return Err(skip("id template renders empty".into()));
+        }
+        let mut tags = BTreeSet::new();
+        for t in &self.tags {
+            let tag = t
+                .render(&props)
+                .map_err(|e| skip(format!("tag template {t}: {e}")))?;
+            if !tag.is_empty() {
+                tags.insert(tag);
+            }
+        }
+        for key in ["tag", "tags"] {
+            if let Some(v) = ep.props.get(key) {
+                tags.extend(render::split_tags(v));
+            }
+        }
+        tags.insert(self.owner_tag.clone());
+        let mut meta = BTreeMap::new();
+        for (key, value) in &ep.props {
+            if let Some(k) = key.strip_prefix("meta_").map(meta_key)
+                && !k.is_empty()
+                && !RESERVED_META.contains(&k.as_str())
+            {
+                meta.insert(k, value.clone());
+            }
+        }
+        for (k, t) in &self.meta {
+            let v = t
+                .render(&props)
+                .map_err(|e| skip(format!("meta template {k}: {e}")))?;
+            meta.insert(k.clone(), v);
+        }
+        meta.insert(OWNER_META.into(), self.owner.clone());
+        meta.insert("external-source".into(), "rancon".into());
+        let checks = self.checks(ep, &address, port).map_err(skip)?;
+        if !checks.is_empty() {
+            let json = serde_json::to_string(&checks).map_err(|e| skip(e.to_string()))?;
+            meta.insert(CHECKS_META.into(), json);
+        }
+        // Consul's limits (structs.ValidateServiceMetadata): refusing here keeps one bad
+        // service from failing its write every round.
+        if meta.len() > 64 {
+            return Err(skip(format!("{} meta keys (Consul allows 64)", meta.len())));
+        }
+        if let Some((k, _)) = meta.iter().find(|(_, v)| v.len() > 512) {
+            return Err(skip(format!(
+                "meta {k} is longer than Consul's 512 characters"
+            )));
+        }
+        let mut health = None;
+        if self.mode == ConsulMode::Agent {
+            let agent = self
+                .url
+                .render(&props)
+                .map_err(|e| skip(format!("url template: {e}")))?;
+            meta.insert(AGENT_KEY.into(), agent.trim_end_matches('/').to_string());
+            if self.check == CheckMode::Source {
+                health = Some(Health::from_source(ep.prop("health")));
+            }
+        }
+        Ok(Registration {
+            id,
+            name,
+            address,
+            port,
+            tags,
+            meta,
+            health,
+        })
+    }
+
+    async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
+        self.api.reload_token();
+        match self.mode {
+            ConsulMode::Agent => self.list_agents(desired).await,
+            ConsulMode::Catalog => self.list_catalog().await,
+        }
+    }
+
+    async fn apply(
+        &self,
+        desired: &RegistrationMap,
+        actual: &RegistrationMap,
+        plan: &Plan,
+    ) -> ApplyReport {
+        let mut ops = Vec::new();
+        for reg in plan.register.values() {
+            ops.push(Op::Register {
+                reg,
+                moved_from: None,
+            });
+        }
+        for (id, reg) in &plan.update {
+            let old = actual.get(id).map(|a| self.agent_of(a));
+            ops.push(Op::Register {
+                reg,
+                moved_from: old.filter(|o| *o != self.agent_of(reg)),
+            });
+        }
+        for id in &plan.deregister {
+            if let Some(reg) = actual.get(id) {
+                ops.push(Op::Deregister(reg));
+            }
+        }
+        if self.check == CheckMode::Source && self.mode == ConsulMode::Agent {
+            // The TTL refresh: the one write a steady round makes, and the dead-man switch.
+            for (id, reg) in desired {
+                let written = plan.register.contains_key(id) || plan.update.contains_key(id);
+                if !written && actual.contains_key(id) {
+                    ops.push(Op::Refresh(reg));
+                }
+            }
+        }
+        let failed_agents = self.agents.lock().expect("agents lock").failed.clone();
+        let futs: Vec<_> = ops
+            .into_iter()
+            .map(|op| {
+                let (id, agent) = match &op {
+                    Op::Register { reg, .. } | Op::Refresh(reg) | Op::Deregister(reg) => {
+                        (reg.id.clone(), self.agent_of(reg).to_string())
+                    }
+                };
+                let down = failed_agents.get(&agent).cloned();
+                async move {
+                    let r = match down {
+                        Some(e) => Err(format!("not attempted: listing this agent failed ({e})")),
+                        None => self.run(op).await.map_err(|e| e.to_string()),
+                    };
+                    (id, r)
+                }
+            })
+            .collect();
+        let results = futures::stream::iter(futs)
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut report = ApplyReport::default();
+        for (id, r) in results {
+            match r {
+                Ok(()) => report.done += 1,
+                Err(e) => report.failed.push((id, e)),
+            }
+        }
+        report.failed.sort();
+        if !self.url.is_literal() {
+            // Remember the agents that hold registrations now, so an agent emptied this round
+            // is not listed again while one that still holds some always is.
+            let failed: BTreeSet<&str> = report.failed.iter().map(|(id, _)| id.as_str()).collect();
+            let gone = |id: &String| plan.deregister.contains(id) && !failed.contains(id.as_str());
+            let holding: BTreeSet<String> = actual
+                .iter()
+                .filter(|(id, _)| !gone(id))
+                .map(|(_, r)| self.agent_of(r).to_string())
+                .chain(
+                    plan.register
+                        .values()
+                        .chain(plan.update.values())
+                        .map(|r| self.agent_of(r).to_string()),
+                )
+                .collect();
+            self.agents.lock().expect("agents lock").known = holding;
+        }
+        report
+    }
+}

@@ -1,0 +1,258 @@
+//! Consul's JSON shapes (PascalCase), as rancon sends and reads them.
+
+use super::render::{CheckSpec, is_reserved_internal};
+use crate::model::{Health, Registration};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `base` plus escaped path segments (a base may carry a reverse-proxy path prefix).
+pub fn url(base: &str, segments: &[&str]) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut u) => {
+            if let Ok(mut path) = u.path_segments_mut() {
+                path.pop_if_empty().extend(segments);
+            }
+            u.to_string()
+        }
+        // Validated at load; keep a readable URL for the error message anyway.
+        Err(_) => format!("{base}/{}", segments.join("/")),
+    }
+}
+
+/// The meta Consul stores: without rancon's internal `@` keys.
+fn consul_meta(reg: &Registration) -> BTreeMap<&str, &str> {
+    reg.meta
+        .iter()
+        .filter(|(k, _)| !is_reserved_internal(k))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// `PUT /v1/agent/service/register` body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentService<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    name: &'a str,
+    tags: Vec<&'a str>,
+    address: &'a str,
+    port: u16,
+    meta: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checks: Vec<AgentCheck>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AgentCheck {
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    name: String,
+    #[serde(rename = "TTL", skip_serializing_if = "Option::is_none")]
+    ttl: Option<String>,
+    #[serde(rename = "HTTP", skip_serializing_if = "Option::is_none")]
+    http: Option<String>,
+    #[serde(rename = "TCP", skip_serializing_if = "Option::is_none")]
+    tcp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deregister_critical_service_after: Option<String>,
+}
+
+impl<'a> AgentService<'a> {
+    pub fn new(reg: &'a Registration, checks: &[CheckSpec]) -> Self {
+        Self {
+            id: &reg.id,
+            name: &reg.name,
+            tags: reg.tags.iter().map(String::as_str).collect(),
+            address: &reg.address,
+            port: reg.port,
+            meta: consul_meta(reg),
+            checks: checks
+                .iter()
+                .map(|c| AgentCheck {
+                    check_id: c.id(&reg.id),
+                    name: format!("rancon {} check", c.kind),
+                    ttl: c.ttl.clone(),
+                    http: (c.kind == "http").then(|| c.target.clone()).flatten(),
+                    tcp: (c.kind == "tcp").then(|| c.target.clone()).flatten(),
+                    interval: c.interval.clone(),
+                    // A TTL check starts critical unless told otherwise: start it where the
+                    // source says, so a healthy service is routable at once.
+                    status: (c.kind == "source")
+                        .then(|| reg.health.unwrap_or(Health::Passing).as_str()),
+                    deregister_critical_service_after: c.deregister.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `PUT /v1/agent/check/update/:check_id` body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CheckUpdate {
+    pub status: &'static str,
+    pub output: String,
+}
+
+/// `PUT /v1/catalog/register` body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogRegister<'a> {
+    node: &'a str,
+    address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datacenter: Option<&'a str>,
+    skip_node_update: bool,
+    service: CatalogService<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checks: Vec<CatalogCheck<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CatalogService<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    /// The catalog calls the name `Service`, not `Name`.
+    service: &'a str,
+    tags: Vec<&'a str>,
+    address: &'a str,
+    port: u16,
+    meta: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CatalogCheck<'a> {
+    node: &'a str,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    name: String,
+    status: String,
+    #[serde(rename = "ServiceID")]
+    service_id: &'a str,
+    output: String,
+}
+
+impl<'a> CatalogRegister<'a> {
+    pub fn new(
+        reg: &'a Registration,
+        checks: &[CheckSpec],
+        node: &'a str,
+        address: &'a str,
+        datacenter: Option<&'a str>,
+    ) -> Self {
+        Self {
+            node,
+            address,
+            datacenter,
+            // The synthetic node exists after the first registration; leave it alone after.
+            skip_node_update: true,
+            service: CatalogService {
+                id: &reg.id,
+                service: &reg.name,
+                tags: reg.tags.iter().map(String::as_str).collect(),
+                address: &reg.address,
+                port: reg.port,
+                meta: consul_meta(reg),
+            },
+            checks: checks
+                .iter()
+                .filter(|c| c.kind == "source")
+                .map(|c| {
+                    let status = c.status.clone().unwrap_or_else(|| "passing".into());
+                    CatalogCheck {
+                        node,
+                        check_id: c.id(&reg.id),
+                        name: "rancon source check".into(),
+                        output: format!("{status} (reported by rancon)"),
+                        status,
+                        service_id: &reg.id,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `PUT /v1/catalog/deregister` body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogDeregister<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<&'a str>,
+    pub node: &'a str,
+    #[serde(rename = "ServiceID")]
+    pub service_id: &'a str,
+}
+
+/// One service of `GET /v1/agent/services` (name under `Service`) or of
+/// `GET /v1/catalog/node-services/:node`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListedService {
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: u16,
+}
+
+impl ListedService {
+    /// The registration, when it carries the owner tag (else `None`: not ours).
+    pub fn into_registration(self, owner_tag: &str, agent: Option<&str>) -> Option<Registration> {
+        let tags: std::collections::BTreeSet<String> = self.tags?.into_iter().collect();
+        if !tags.contains(owner_tag) {
+            return None;
+        }
+        let mut meta = self.meta.unwrap_or_default();
+        // Never trust `@` keys from outside; they only ever come from rancon itself.
+        meta.retain(|k, _| !is_reserved_internal(k));
+        if let Some(a) = agent {
+            meta.insert(super::render::AGENT_KEY.into(), a.to_string());
+        }
+        Some(Registration {
+            id: self.id,
+            name: self.service,
+            address: self.address,
+            port: self.port,
+            tags,
+            meta,
+            health: None,
+        })
+    }
+}
+
+/// `GET /v1/catalog/node-services/:node`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeServices {
+    #[serde(default)]
+    pub services: Option<Vec<ListedService>>,
+}
+
+/// One element of `GET /v1/catalog/service/:name`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogEntry {
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub service_address: String,
+    #[serde(default)]
+    pub service_tags: Vec<String>,
+}

@@ -1,0 +1,154 @@
+//! `type = "consul"` backend configuration.
+
+use super::{ClientTls, Secret};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where registrations are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsulMode {
+    /// Through the agent API (`/v1/agent/service/register`) of the agent `url` names; the agent
+    /// keeps them in its anti-entropy and runs their checks.
+    #[default]
+    Agent,
+    /// Straight into the catalog on a synthetic `node` (like consul-k8s catalog sync); no agent
+    /// runs checks there, so health is recorded as a check status.
+    Catalog,
+}
+
+/// Health checks rancon attaches to each registration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckMode {
+    /// No check besides those asked for by `rancon.check.*` labels.
+    #[default]
+    None,
+    /// A TTL check mirroring the source's health (Rancher `healthState`), refreshed every round;
+    /// it turns critical by itself when rancon stops.
+    Source,
+}
+
+/// `type = "consul"`: registrations in a Consul agent or catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulBackendConfig {
+    /// Agent URL, e.g. `http://127.0.0.1:8500`. May hold placeholders: `http://%HOST%:8500`
+    /// registers each endpoint with the agent on its own host. Env fallback: `CONSUL_HTTP_ADDR`
+    /// (`https://` with `CONSUL_HTTP_SSL=true`); default `http://127.0.0.1:8500`.
+    #[serde(default)]
+    pub url: String,
+    /// ACL token sent as `X-Consul-Token`. Env fallback: `CONSUL_HTTP_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// File holding the ACL token (wins over `token`). Env fallback: `CONSUL_HTTP_TOKEN_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Datacenter (`?dc=`); default: the agent's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    /// `agent` (default) or `catalog`.
+    #[serde(default)]
+    pub mode: ConsulMode,
+    /// Catalog mode: the synthetic node registrations are placed on.
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// Catalog mode: the synthetic node's address.
+    #[serde(default = "default_node_address")]
+    pub address: String,
+    /// Service ID template; rendered, lower-cased, and every character outside `[a-z0-9-]`
+    /// becomes `-`. `%NAME%` is the final service name.
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// Tag templates added to every registration (besides labels `rancon.tag` / `rancon.tags`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Service meta templates (besides labels `rancon.meta.K`); keys are sanitised to Consul's
+    /// allowed characters.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// `none` (default) or `source`: a TTL check that mirrors the source's health.
+    #[serde(default)]
+    pub check: CheckMode,
+    /// TTL of the `source` check; default 3 × `interval`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub check_ttl: Option<Duration>,
+    /// Let Consul deregister a service whose checks stayed critical this long (minimum 1m),
+    /// e.g. after rancon stopped refreshing its TTL check.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub check_deregister_after: Option<Duration>,
+    /// TLS for https URLs: custom CA, client certificate (mTLS), server name, insecure.
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// How many writes run at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Timeout of each request.
+    #[serde(default = "super::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// When `url` has placeholders: an agent (no placeholders) whose catalog tells which agents
+    /// hold this owner's registrations. Default: ask the agents of this round's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
+    /// Names of the sources this backend reads (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+}
+
+impl Default for ConsulBackendConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            token: None,
+            token_file: None,
+            datacenter: None,
+            mode: ConsulMode::Agent,
+            node: default_node(),
+            address: default_node_address(),
+            id: default_id(),
+            tags: vec![],
+            meta: BTreeMap::new(),
+            check: CheckMode::None,
+            check_ttl: None,
+            check_deregister_after: None,
+            tls: ClientTls::default(),
+            concurrency: default_concurrency(),
+            timeout: super::default_timeout(),
+            discovery_url: None,
+            sources: None,
+        }
+    }
+}
+
+/// The URL used when neither the config nor `CONSUL_HTTP_ADDR` names one (Consul's default).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8500";
+
+fn default_node() -> String {
+    "rancon-sync".into()
+}
+
+fn default_node_address() -> String {
+    "127.0.0.1".into()
+}
+
+fn default_id() -> String {
+    "%NAME%_%HOST%_%PORT%".into()
+}
+
+fn default_concurrency() -> usize {
+    16
+}

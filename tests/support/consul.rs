@@ -1,0 +1,869 @@
+//! A Consul double (wire-formats.md section C): several agents on 127.0.0.2, .3, … sharing one
+//! port and one catalog; PascalCase JSON; empty-body 200s for agent writes; plain-text errors;
+//! `X-Consul-Token` ACLs (403 `Permission denied` / `ACL not found`); the `"x" in Tags` filter;
+//! optional TLS with client-certificate verification. Every request is counted per agent.
+
+#![allow(dead_code)]
+// Handlers return the error response itself; its size does not matter in a test double.
+#![allow(clippy::result_large_err)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A registered service as the catalog keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Svc {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub address: String,
+    pub port: u16,
+}
+
+/// A check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub id: String,
+    pub name: String,
+    pub service_id: String,
+    pub status: String,
+    pub output: String,
+    /// `ttl`, `http`, `tcp`, or `catalog`.
+    pub kind: String,
+    pub ttl: Option<String>,
+    pub target: Option<String>,
+    pub deregister_after: Option<String>,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct Node {
+    pub address: String,
+    pub services: BTreeMap<String, Svc>,
+    pub checks: BTreeMap<String, Check>,
+}
+
+/// Counters of one agent.
+#[derive(Default)]
+pub struct Counters {
+    pub reads: AtomicUsize,
+    pub writes: AtomicUsize,
+}
+
+/// State shared by every agent of the cluster.
+#[derive(Default)]
+pub struct Cluster {
+    pub nodes: Mutex<BTreeMap<String, Node>>,
+    /// The token every request must carry (ACLs with default deny), when set.
+    pub acl_token: Option<String>,
+    pub counters: Mutex<HashMap<String, Arc<Counters>>>,
+    /// Write requests, in order: `"<METHOD> <path> @<node>"`.
+    pub writes_log: Mutex<Vec<String>>,
+    /// Registrations whose ID contains this text fail with a 500.
+    pub fail_register: Mutex<Option<String>>,
+}
+
+/// A running double: agent `i` is node `node-<i>` listening on `ips[i]:port`.
+pub struct Consul {
+    pub cluster: Arc<Cluster>,
+    pub ips: Vec<String>,
+    pub port: u16,
+    tls: bool,
+}
+
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca_pem: Option<String>,
+}
+
+impl Consul {
+    /// `agents` agents on 127.0.0.2, .3, …, one port, no ACLs.
+    pub async fn start(agents: usize) -> Self {
+        Self::start_with(agents, None, None).await
+    }
+
+    pub async fn start_with(agents: usize, acl_token: Option<&str>, tls: Option<TlsFiles>) -> Self {
+        let cluster = Arc::new(Cluster {
+            acl_token: acl_token.map(str::to_string),
+            ..Default::default()
+        });
+        let ips: Vec<String> = (0..agents).map(|i| format!("127.0.0.{}", i + 2)).collect();
+        let tls_config = tls.as_ref().map(server_tls);
+        // Every agent on the same port; retry when another test holds it on a later address.
+        'attempt: for _ in 0..50 {
+            let first = std::net::TcpListener::bind((ips[0].as_str(), 0)).unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut listeners = vec![first];
+            for ip in &ips[1..] {
+                match std::net::TcpListener::bind((ip.as_str(), port)) {
+                    Ok(l) => listeners.push(l),
+                    Err(_) => continue 'attempt,
+                }
+            }
+            for (i, l) in listeners.into_iter().enumerate() {
+                let node = format!("node-{}", ips[i]);
+                cluster
+                    .nodes
+                    .lock()
+                    .unwrap()
+                    .entry(node.clone())
+                    .or_default()
+                    .address = ips[i].clone();
+                let counters = Arc::new(Counters::default());
+                cluster
+                    .counters
+                    .lock()
+                    .unwrap()
+                    .insert(ips[i].clone(), counters.clone());
+                let app = router(Agent {
+                    cluster: cluster.clone(),
+                    node,
+                    counters,
+                });
+                l.set_nonblocking(true).unwrap();
+                match &tls_config {
+                    None => {
+                        let l = tokio::net::TcpListener::from_std(l).unwrap();
+                        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+                    }
+                    Some(cfg) => {
+                        let server = axum_server::from_tcp_rustls(l, cfg.clone()).unwrap();
+                        tokio::spawn(async move {
+                            server.serve(app.into_make_service()).await.unwrap()
+                        });
+                    }
+                }
+            }
+            return Self {
+                cluster,
+                ips,
+                port,
+                tls: tls.is_some(),
+            };
+        }
+        panic!("no common free port on {ips:?}");
+    }
+
+    /// Base URL of agent `i`.
+    pub fn url(&self, i: usize) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.ips[i], self.port)
+    }
+
+    /// (reads, writes) summed over all agents.
+    pub fn requests(&self) -> (usize, usize) {
+        self.cluster
+            .counters
+            .lock()
+            .unwrap()
+            .values()
+            .fold((0, 0), |(r, w), c| {
+                (
+                    r + c.reads.load(Ordering::SeqCst),
+                    w + c.writes.load(Ordering::SeqCst),
+                )
+            })
+    }
+
+    /// (reads, writes) of agent `i`.
+    pub fn agent_requests(&self, i: usize) -> (usize, usize) {
+        let c = self.cluster.counters.lock().unwrap()[&self.ips[i]].clone();
+        (
+            c.reads.load(Ordering::SeqCst),
+            c.writes.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Services of a node (`node-127.0.0.2` for agent 0, or a catalog node name).
+    pub fn services(&self, node: &str) -> BTreeMap<String, Svc> {
+        self.cluster
+            .nodes
+            .lock()
+            .unwrap()
+            .get(node)
+            .map(|n| n.services.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn agent_services(&self, i: usize) -> BTreeMap<String, Svc> {
+        self.services(&format!("node-{}", self.ips[i]))
+    }
+
+    pub fn checks(&self, node: &str) -> BTreeMap<String, Check> {
+        self.cluster
+            .nodes
+            .lock()
+            .unwrap()
+            .get(node)
+            .map(|n| n.checks.clone())
+            .unwrap_or_default()
+    }
+
+    /// Puts a service straight into a node, as another tool would have.
+    pub fn insert(&self, node: &str, svc: Svc) {
+        let mut nodes = self.cluster.nodes.lock().unwrap();
+        nodes
+            .entry(node.to_string())
+            .or_default()
+            .services
+            .insert(svc.id.clone(), svc);
+    }
+
+    pub fn set_check_status(&self, node: &str, check: &str, status: &str) {
+        let mut nodes = self.cluster.nodes.lock().unwrap();
+        if let Some(c) = nodes.get_mut(node).and_then(|n| n.checks.get_mut(check)) {
+            c.status = status.into();
+        }
+    }
+
+    pub fn remove_check(&self, node: &str, check: &str) {
+        let mut nodes = self.cluster.nodes.lock().unwrap();
+        if let Some(n) = nodes.get_mut(node) {
+            n.checks.remove(check);
+        }
+    }
+
+    pub fn writes_log(&self) -> Vec<String> {
+        self.cluster.writes_log.lock().unwrap().clone()
+    }
+}
+
+fn server_tls(t: &TlsFiles) -> axum_server::tls_rustls::RustlsConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(t.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(t.key_pem.as_bytes()).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let config = match &t.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    }
+    .with_single_cert(certs, key)
+    .unwrap();
+    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config))
+}
+
+#[derive(Clone)]
+struct Agent {
+    cluster: Arc<Cluster>,
+    node: String,
+    counters: Arc<Counters>,
+}
+
+fn router(agent: Agent) -> Router {
+    Router::new()
+        .route("/v1/agent/services", get(agent_services))
+        .route("/v1/agent/service/register", put(agent_register))
+        .route("/v1/agent/service/deregister/{id}", put(agent_deregister))
+        .route("/v1/agent/check/update/{id}", put(check_update))
+        .route("/v1/agent/checks", get(agent_checks))
+        .route("/v1/catalog/register", put(catalog_register))
+        .route("/v1/catalog/deregister", put(catalog_deregister))
+        .route("/v1/catalog/services", get(catalog_services))
+        .route("/v1/catalog/service/{name}", get(catalog_service))
+        .route("/v1/catalog/node-services/{node}", get(node_services))
+        .fallback(|| async {
+            text(
+                StatusCode::NOT_FOUND,
+                "Invalid URL path: not a recognized HTTP API endpoint",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(agent.clone(), count))
+        .with_state(agent)
+}
+
+async fn count(
+    State(a): State<Agent>,
+    method: Method,
+    uri: Uri,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if method == Method::GET {
+        a.counters.reads.fetch_add(1, Ordering::SeqCst);
+    } else {
+        a.counters.writes.fetch_add(1, Ordering::SeqCst);
+        a.cluster
+            .writes_log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {} @{}", uri.path(), a.node));
+    }
+    next.run(req).await
+}
+
+/// A plain-text error, as Consul's http.go writes them.
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [("content-type", "text/plain; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An empty-body 200 without Content-Type (agent writes).
+fn empty_ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+fn json_ok(v: Value) -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json"),
+            ("x-consul-index", "1"),
+        ],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+enum Auth {
+    Ok,
+    Anonymous,
+}
+
+/// ACL check: no ACLs → Ok; the right token → Ok; no token → anonymous (reads are filtered,
+/// writes denied); a wrong token → 403 `ACL not found`.
+fn auth(a: &Agent, headers: &HeaderMap) -> Result<Auth, Response> {
+    let Some(want) = &a.cluster.acl_token else {
+        return Ok(Auth::Ok);
+    };
+    let got = headers
+        .get("x-consul-token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match got {
+        None => Ok(Auth::Anonymous),
+        Some(t) if t == want => Ok(Auth::Ok),
+        Some(_) => Err(text(StatusCode::FORBIDDEN, "ACL not found")),
+    }
+}
+
+fn write_auth(a: &Agent, headers: &HeaderMap) -> Result<(), Response> {
+    match auth(a, headers)? {
+        Auth::Ok => Ok(()),
+        Auth::Anonymous => Err(text(StatusCode::FORBIDDEN, "Permission denied")),
+    }
+}
+
+/// Go's JSON decoding matches field names case-insensitively.
+fn field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn str_field(v: &Value, name: &str) -> String {
+    field(v, name)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Supports the one filter form rancon sends: `"<tag>" in Tags` (or `ServiceTags`).
+fn tag_filter(q: &HashMap<String, String>, selector: &str) -> Result<Option<String>, Response> {
+    let Some(f) = q.get("filter") else {
+        return Ok(None);
+    };
+    let parsed = f
+        .trim()
+        .strip_suffix(&format!(" in {selector}"))
+        .and_then(|l| l.trim().strip_prefix('"'))
+        .and_then(|l| l.strip_suffix('"'));
+    match parsed {
+        Some(tag) => Ok(Some(tag.to_string())),
+        None => Err(text(
+            StatusCode::BAD_REQUEST,
+            &format!("Failed to create boolean expression evaluator: unsupported filter {f:?}"),
+        )),
+    }
+}
+
+fn meta_ok(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in meta {
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!("Key contains invalid characters: {k}"));
+        }
+        if k.starts_with("consul-") {
+            return Err(format!(
+                "Key prefix 'consul-' is reserved for internal use: {k}"
+            ));
+        }
+        if v.len() > 512 {
+            return Err(format!("Value is too long (limit: 512 characters): {k}"));
+        }
+    }
+    if meta.len() > 64 {
+        return Err("Node metadata cannot contain more than 64 key/value pairs".into());
+    }
+    Ok(())
+}
+
+fn svc_from(v: &Value, name_field: &str) -> Result<Svc, Response> {
+    let name = str_field(v, name_field);
+    if name.is_empty() {
+        return Err(text(StatusCode::BAD_REQUEST, "Missing service name"));
+    }
+    let address = str_field(v, "Address");
+    if address == "0.0.0.0" || address == "::" {
+        return Err(text(StatusCode::BAD_REQUEST, "Invalid service address"));
+    }
+    let meta: BTreeMap<String, String> = field(v, "Meta")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    if let Err(e) = meta_ok(&meta) {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid Service Meta: {e}"),
+        ));
+    }
+    let id = match str_field(v, "ID") {
+        s if s.is_empty() => name.clone(),
+        s => s,
+    };
+    Ok(Svc {
+        id,
+        name,
+        tags: field(v, "Tags")
+            .and_then(|t| serde_json::from_value(t.clone()).ok())
+            .unwrap_or_default(),
+        meta,
+        address,
+        port: field(v, "Port").and_then(Value::as_u64).unwrap_or(0) as u16,
+    })
+}
+
+fn agent_check(c: &Value, svc: &Svc, n: usize, total: usize) -> Result<Check, Response> {
+    let bad = |m: &str| {
+        Err(text(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid check: {m}"),
+        ))
+    };
+    let ttl = field(c, "TTL").and_then(Value::as_str).map(str::to_string);
+    let interval = field(c, "Interval")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let http = field(c, "HTTP").and_then(Value::as_str).map(str::to_string);
+    let tcp = field(c, "TCP").and_then(Value::as_str).map(str::to_string);
+    if ttl.is_some() && interval.is_some() {
+        return bad("Interval and TTL cannot both be specified");
+    }
+    let kind = if http.is_some() || tcp.is_some() {
+        if interval.is_none() {
+            return bad("Interval must be > 0 for Script, HTTP, or TCP checks");
+        }
+        if http.is_some() { "http" } else { "tcp" }
+    } else if ttl.is_some() {
+        "ttl"
+    } else {
+        return bad("TTL must be > 0 for TTL checks");
+    };
+    let status = match str_field(c, "Status") {
+        s if s.is_empty() => "critical".to_string(),
+        s if ["passing", "warning", "critical"].contains(&s.as_str()) => s,
+        _ => {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "Status for checks must 'passing', 'warning', 'critical'",
+            ));
+        }
+    };
+    let mut id = match str_field(c, "CheckID") {
+        s if s.is_empty() => str_field(c, "ID"),
+        s => s,
+    };
+    if id.is_empty() {
+        id = if total > 1 {
+            format!("service:{}:{}", svc.id, n + 1)
+        } else {
+            format!("service:{}", svc.id)
+        };
+    }
+    let name = match str_field(c, "Name") {
+        s if s.is_empty() => format!("Service '{}' check", svc.name),
+        s => s,
+    };
+    Ok(Check {
+        id,
+        name,
+        service_id: svc.id.clone(),
+        status,
+        output: String::new(),
+        kind: kind.into(),
+        ttl,
+        target: http.or(tcp),
+        deregister_after: field(c, "DeregisterCriticalServiceAfter")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+fn svc_json(s: &Svc) -> Value {
+    json!({"ID": s.id, "Service": s.name, "Tags": s.tags, "Meta": s.meta, "Port": s.port,
+           "Address": s.address, "TaggedAddresses": {}, "EnableTagOverride": false,
+           "Datacenter": "dc1", "Weights": {"Passing": 1, "Warning": 1}})
+}
+
+async fn agent_services(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let anonymous = match auth(&a, &headers) {
+        Ok(Auth::Anonymous) => true,
+        Ok(Auth::Ok) => false,
+        Err(r) => return r,
+    };
+    let tag = match tag_filter(&q, "Tags") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let nodes = a.cluster.nodes.lock().unwrap();
+    let mut out = Map::new();
+    // Default deny: the anonymous token sees nothing, and the answer is still 200.
+    if !anonymous && let Some(n) = nodes.get(&a.node) {
+        for s in n.services.values() {
+            if tag.as_ref().is_none_or(|t| s.tags.contains(t)) {
+                out.insert(s.id.clone(), svc_json(s));
+            }
+        }
+    }
+    json_ok(Value::Object(out))
+}
+
+async fn agent_checks(State(a): State<Agent>, headers: HeaderMap) -> Response {
+    if let Err(r) = auth(&a, &headers) {
+        return r;
+    }
+    let nodes = a.cluster.nodes.lock().unwrap();
+    let mut out = Map::new();
+    if let Some(n) = nodes.get(&a.node) {
+        for c in n.checks.values() {
+            out.insert(
+                c.id.clone(),
+                json!({"Node": a.node, "CheckID": c.id, "Name": c.name, "Status": c.status,
+                       "Output": c.output, "ServiceID": c.service_id, "Type": c.kind}),
+            );
+        }
+    }
+    json_ok(Value::Object(out))
+}
+
+async fn agent_register(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("Request decode failed: {e}"),
+            );
+        }
+    };
+    let svc = match svc_from(&v, "Name") {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(f) = a.cluster.fail_register.lock().unwrap().as_ref()
+        && svc.id.contains(f.as_str())
+    {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "injected failure");
+    }
+    let mut raw_checks: Vec<Value> = field(&v, "Checks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(c) = field(&v, "Check").filter(|c| !c.is_null()) {
+        raw_checks.push(c.clone());
+    }
+    let mut checks = Vec::new();
+    for (i, c) in raw_checks.iter().enumerate() {
+        match agent_check(c, &svc, i, raw_checks.len()) {
+            Ok(c) => checks.push(c),
+            Err(r) => return r,
+        }
+    }
+    let replace = q
+        .get("replace-existing-checks")
+        .is_some_and(|v| v.is_empty() || v == "true");
+    let mut nodes = a.cluster.nodes.lock().unwrap();
+    let node = nodes.entry(a.node.clone()).or_default();
+    if replace {
+        node.checks.retain(|_, c| c.service_id != svc.id);
+    }
+    for c in checks {
+        node.checks.insert(c.id.clone(), c);
+    }
+    node.services.insert(svc.id.clone(), svc);
+    empty_ok()
+}
+
+async fn agent_deregister(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    let mut nodes = a.cluster.nodes.lock().unwrap();
+    let node = nodes.entry(a.node.clone()).or_default();
+    if node.services.remove(&id).is_none() {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+            ),
+        );
+    }
+    node.checks.retain(|_, c| c.service_id != id);
+    empty_ok()
+}
+
+async fn check_update(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let status = str_field(&v, "Status");
+    if !["passing", "warning", "critical"].contains(&status.as_str()) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid status {status:?}"),
+        );
+    }
+    let mut nodes = a.cluster.nodes.lock().unwrap();
+    let Some(check) = nodes.get_mut(&a.node).and_then(|n| n.checks.get_mut(&id)) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+            ),
+        );
+    };
+    if check.kind != "ttl" {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("CheckID {id:?} does not have associated TTL"),
+        );
+    }
+    check.status = status;
+    check.output = str_field(&v, "Output");
+    empty_ok()
+}
+
+async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("Request decode failed: {e}"),
+            );
+        }
+    };
+    let node_name = str_field(&v, "Node");
+    let address = str_field(&v, "Address");
+    if node_name.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "Must provide node");
+    }
+    if address.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "Must provide address");
+    }
+    let svc = match field(&v, "Service").filter(|s| !s.is_null()) {
+        Some(s) => match svc_from(s, "Service") {
+            Ok(s) => Some(s),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let mut nodes = a.cluster.nodes.lock().unwrap();
+    let node = nodes.entry(node_name).or_default();
+    node.address = address;
+    if let Some(svc) = svc {
+        let checks: Vec<Value> = field(&v, "Checks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for c in checks {
+            let id = str_field(&c, "CheckID");
+            node.checks.insert(
+                id.clone(),
+                Check {
+                    id,
+                    name: str_field(&c, "Name"),
+                    service_id: str_field(&c, "ServiceID"),
+                    status: str_field(&c, "Status"),
+                    output: str_field(&c, "Output"),
+                    kind: "catalog".into(),
+                    ttl: None,
+                    target: None,
+                    deregister_after: None,
+                },
+            );
+        }
+        node.services.insert(svc.id.clone(), svc);
+    }
+    json_ok(json!(true))
+}
+
+async fn catalog_deregister(State(a): State<Agent>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let node_name = str_field(&v, "Node");
+    let id = str_field(&v, "ServiceID");
+    let mut nodes = a.cluster.nodes.lock().unwrap();
+    if id.is_empty() {
+        nodes.remove(&node_name);
+    } else if let Some(n) = nodes.get_mut(&node_name) {
+        n.services.remove(&id);
+        n.checks.retain(|_, c| c.service_id != id);
+    }
+    json_ok(json!(true))
+}
+
+async fn catalog_services(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let anonymous = match auth(&a, &headers) {
+        Ok(x) => matches!(x, Auth::Anonymous),
+        Err(r) => return r,
+    };
+    let tag = match tag_filter(&q, "ServiceTags") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let nodes = a.cluster.nodes.lock().unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in nodes.values().filter(|_| !anonymous) {
+        for s in n.services.values() {
+            if tag.as_ref().is_none_or(|t| s.tags.contains(t)) {
+                let tags = out.entry(s.name.clone()).or_default();
+                for t in &s.tags {
+                    if !tags.contains(t) {
+                        tags.push(t.clone());
+                    }
+                }
+            }
+        }
+    }
+    json_ok(json!(out))
+}
+
+async fn catalog_service(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let anonymous = match auth(&a, &headers) {
+        Ok(x) => matches!(x, Auth::Anonymous),
+        Err(r) => return r,
+    };
+    let tag = match tag_filter(&q, "ServiceTags") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let nodes = a.cluster.nodes.lock().unwrap();
+    let mut out = Vec::new();
+    for (node_name, n) in nodes.iter().filter(|_| !anonymous) {
+        for s in n.services.values().filter(|s| s.name == name) {
+            if tag.as_ref().is_none_or(|t| s.tags.contains(t)) {
+                out.push(json!({"ID": "", "Node": node_name, "Address": n.address,
+                    "Datacenter": "dc1", "TaggedAddresses": {}, "NodeMeta": {},
+                    "ServiceKind": "", "ServiceID": s.id, "ServiceName": s.name,
+                    "ServiceTags": s.tags, "ServiceAddress": s.address,
+                    "ServicePort": s.port, "ServiceMeta": s.meta,
+                    "CreateIndex": 10, "ModifyIndex": 10}));
+            }
+        }
+    }
+    json_ok(Value::Array(out))
+}
+
+async fn node_services(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(node_name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let anonymous = match auth(&a, &headers) {
+        Ok(x) => matches!(x, Auth::Anonymous),
+        Err(r) => return r,
+    };
+    let tag = match tag_filter(&q, "Tags") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let nodes = a.cluster.nodes.lock().unwrap();
+    let Some(n) = nodes.get(&node_name).filter(|_| !anonymous) else {
+        return json_ok(Value::Null);
+    };
+    let services: Vec<Value> = n
+        .services
+        .values()
+        .filter(|s| tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .map(svc_json)
+        .collect();
+    json_ok(
+        json!({"Node": {"ID": "", "Node": node_name, "Address": n.address,
+        "Datacenter": "dc1", "TaggedAddresses": {}, "Meta": {}}, "Services": services}),
+    )
+}
