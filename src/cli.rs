@@ -32,6 +32,107 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the configuration's JSON Schema.
     Schema,
+    /// Deregister everything one owner registered in one backend (for uninstalling).
+    Purge(PurgeArgs),
+    /// The original tool's form: `rancon rancher consul -s url=URL -b url=URL` (one round
+    /// unless -c).
+    Rancher(LegacyArgs),
+}
+
+/// Options of `purge`.
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    /// Configuration sources.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The backend to empty (a `[backends.<name>]` name).
+    #[arg(long, value_name = "NAME")]
+    pub backend: String,
+    /// Whose registrations to remove (default: the configured `owner`).
+    #[arg(long, value_name = "ID")]
+    pub owner: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// The original tool's command line, kept for its users' scripts.
+#[derive(Debug, Clone, Args)]
+pub struct LegacyArgs {
+    /// The backend type (the original tool's only one: consul).
+    #[arg(value_parser = ["consul"])]
+    pub backend: String,
+    /// Source option KEY=VALUE: url, accesskey, secretkey, default_name_scheme (or any
+    /// rancher source key).
+    #[arg(short = 's', long = "source-option", value_name = "KEY=VALUE")]
+    pub source: Vec<String>,
+    /// Backend option KEY=VALUE: url, id_schema, cleanup_id (or any consul backend key).
+    #[arg(short = 'b', long = "backend-option", value_name = "KEY=VALUE")]
+    pub backend_opts: Vec<String>,
+    /// Keep running, a round every --wait seconds.
+    #[arg(short = 'c', long)]
+    pub continuous: bool,
+    /// Seconds between rounds with --continuous.
+    #[arg(short = 'w', long, default_value_t = 5, value_name = "SECONDS")]
+    pub wait: u64,
+    /// One round and exit (the default of this form; accepted for symmetry).
+    #[arg(long, conflicts_with = "continuous")]
+    pub once: bool,
+    /// Compute and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Deregister even when the max_deregister_fraction guard would stop it.
+    #[arg(long)]
+    pub force: bool,
+    /// Optional TOML file underneath the options given here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl LegacyArgs {
+    /// The `run` arguments this form stands for: its options become `--set` overrides of one
+    /// source `rancher` and one backend `consul`.
+    pub fn to_run_args(&self) -> Result<RunArgs, String> {
+        let quote = |v: &str| toml::Value::String(v.to_string()).to_string();
+        let mut sets = vec![
+            "sources.rancher.type=rancher".to_string(),
+            "backends.consul.type=consul".to_string(),
+            format!("interval={}s", self.wait.max(1)),
+        ];
+        for (opts, prefix) in [
+            (&self.source, "sources.rancher"),
+            (&self.backend_opts, "backends.consul"),
+        ] {
+            for opt in opts {
+                let (k, v) = opt
+                    .split_once('=')
+                    .filter(|(k, _)| !k.trim().is_empty())
+                    .ok_or_else(|| format!("{opt:?}: expected KEY=VALUE, e.g. url=http://…"))?;
+                // The original tool's names; any other key is rancon's own, given as is.
+                sets.push(match (prefix, k.trim()) {
+                    ("sources.rancher", "accesskey") => format!("{prefix}.access_key={}", quote(v)),
+                    ("sources.rancher", "secretkey") => format!("{prefix}.secret_key={}", quote(v)),
+                    ("sources.rancher", "default_name_scheme") => {
+                        format!("{prefix}.name={}", quote(v))
+                    }
+                    ("backends.consul", "id_schema") => format!("{prefix}.id={}", quote(v)),
+                    ("backends.consul", "cleanup_id") => format!("owner={}", quote(v)),
+                    (_, "url") => format!("{prefix}.url={}", quote(v)),
+                    (_, key) => format!("{prefix}.{key}={v}"),
+                });
+            }
+        }
+        Ok(RunArgs {
+            config: ConfigArgs {
+                config: self.config.clone(),
+                sets,
+            },
+            once: !self.continuous,
+            dry_run: self.dry_run,
+            force: self.force,
+            output: Output::Text,
+        })
+    }
 }
 
 /// Where the configuration comes from.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod labels;
 pub mod model;
+pub mod purge;
 pub mod reconcile;
 pub mod source;
 pub mod template;

@@ -37,6 +37,14 @@ fn main() -> ExitCode {
             None => rancon::app::run(&cli.run).await,
             Some(Command::Run(args)) => rancon::app::run(args).await,
             Some(Command::Check(args)) => rancon::app::check(args).await,
+            Some(Command::Purge(args)) => rancon::purge::run(args).await,
+            Some(Command::Rancher(legacy)) => match legacy.to_run_args() {
+                Ok(args) => rancon::app::run(&args).await,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
             Some(Command::Schema) => {
                 print!("{}", rancon::app::schema());
                 ExitCode::SUCCESS

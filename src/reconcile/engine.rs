@@ -95,7 +95,74 @@ impl RoundReport {
     }
 }
 
+/// What `be` should hold for these endpoints (only those of the sources it reads).
+fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> RegistrationMap {
+    let name = be.name();
+    let feeds = |src: &str| be.sources().is_none_or(|s| s.iter().any(|x| x == src));
+    let mut desired = RegistrationMap::new();
+    for ep in endpoints.iter().filter(|ep| feeds(&ep.source)) {
+        match be.render(ep) {
+            Ok(reg) => {
+                if let Some(prev) = desired.get(&reg.id) {
+                    tracing::warn!(backend = name, id = %reg.id, endpoint = %ep.describe(), "duplicate id (also {}); keeping the first", prev.name);
+                    continue;
+                }
+                desired.insert(reg.id.clone(), reg);
+            }
+            Err(skip) => tracing::warn!(backend = name, "{skip}"),
+        }
+    }
+    desired
+}
+
+/// What `rancon purge` would remove from one backend.
+pub struct PurgePlan {
+    /// The owned registrations found.
+    pub actual: RegistrationMap,
+    /// Deregister every one of them.
+    pub plan: Plan,
+    /// Parts that could not be listed (they keep their registrations).
+    pub partial: Vec<String>,
+}
+
 impl Pipeline {
+    /// Lists everything this owner holds in backend `name` and plans its removal. The sources
+    /// are read only to tell a backend with one agent per host where to look.
+    pub async fn purge_plan(&self, name: &str) -> Result<PurgePlan, String> {
+        let be = self
+            .backends
+            .iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| format!("no backend named {name:?} is configured"))?;
+        let mut endpoints = Vec::new();
+        for s in &self.sources {
+            match s.fetch().await {
+                Ok((eps, _)) => endpoints.extend(eps),
+                Err(e) => {
+                    tracing::warn!(source = s.name(), error = %e, "source failed; purge looks only where the backend already knows")
+                }
+            }
+        }
+        let listing = be
+            .list(&desired(be.as_ref(), &endpoints))
+            .await
+            .map_err(|e| e.to_string())?;
+        let plan = plan(&RegistrationMap::new(), &listing.regs);
+        Ok(PurgePlan {
+            actual: listing.regs,
+            plan,
+            partial: listing.partial,
+        })
+    }
+
+    /// Applies a purge plan to backend `name`.
+    pub async fn purge(&self, name: &str, p: &PurgePlan) -> crate::backend::ApplyReport {
+        match self.backends.iter().find(|b| b.name() == name) {
+            Some(be) => be.apply(&RegistrationMap::new(), &p.actual, &p.plan).await,
+            None => Default::default(),
+        }
+    }
+
     /// Runs one round.
     pub async fn round(&self, opts: RoundOptions) -> RoundReport {
         let fetched = futures::future::join_all(self.sources.iter().map(|s| {
@@ -159,19 +226,7 @@ impl Pipeline {
             backend: name.to_string(),
             ..Default::default()
         };
-        let mut desired = RegistrationMap::new();
-        for ep in endpoints.iter().filter(|ep| feeds(&ep.source)) {
-            match be.render(ep) {
-                Ok(reg) => {
-                    if let Some(prev) = desired.get(&reg.id) {
-                        tracing::warn!(backend = name, id = %reg.id, endpoint = %ep.describe(), "duplicate id (also {}); keeping the first", prev.name);
-                        continue;
-                    }
-                    desired.insert(reg.id.clone(), reg);
-                }
-                Err(skip) => tracing::warn!(backend = name, "{skip}"),
-            }
-        }
+        let desired = desired(be, endpoints);
         let actual = match be.list(&desired).await {
             Ok(listing) => {
                 if !listing.partial.is_empty() {
