@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use rancon::model::{Registration, RegistrationMap};
 use rancon::reconcile::{applied, plan};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 fn reg(id: &str, name: &str, port: u16, tags: &[&str]) -> Registration {
     Registration {
@@ -12,7 +12,7 @@ fn reg(id: &str, name: &str, port: u16, tags: &[&str]) -> Registration {
         address: "10.0.0.1".into(),
         port,
         tags: tags.iter().map(|t| t.to_string()).collect(),
-        meta: BTreeMap::new(),
+        meta: Default::default(),
         health: None,
     }
 }
@@ -37,7 +37,7 @@ fn arb_map() -> impl Strategy<Value = RegistrationMap> {
                     address: "10.0.0.1".into(),
                     port,
                     tags,
-                    meta: BTreeMap::new(),
+                    meta: Default::default(),
                     health: None,
                 };
                 (id, r)

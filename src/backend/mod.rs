@@ -40,11 +40,12 @@ pub trait Backend: Send + Sync {
     /// The registrations this owner holds there, and nothing else. `desired` tells a backend
     /// with several servers (Consul agents per host) where to look.
     async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError>;
-    /// Performs the plan's writes (and per-round refreshes such as TTL checks); `actual` is
-    /// what `list` returned this round. Called every round that is not a dry run.
+    /// Performs the plan's writes, and per-round refreshes (TTL checks) of `unchanged`, the
+    /// desired registrations that need no write; `actual` is what `list` returned this round.
+    /// Called every round that is not a dry run.
     async fn apply(
         &self,
-        desired: &RegistrationMap,
+        unchanged: &RegistrationMap,
         actual: &RegistrationMap,
         plan: &Plan,
     ) -> ApplyReport;

@@ -6,7 +6,7 @@
 use super::{ApplyReport, Backend, Listing, port_of};
 use crate::config::TraefikFileConfig;
 use crate::error::{BackendError, Skip};
-use crate::model::{Endpoint, Registration, RegistrationMap};
+use crate::model::{Endpoint, Meta, Registration, RegistrationMap};
 use crate::reconcile::{Plan, applied, by_name};
 use crate::template::{Template, TemplateError};
 use async_trait::async_trait;
@@ -130,7 +130,7 @@ impl TraefikFile {
         let mut out = RegistrationMap::new();
         for (name, svc) in dynamic.http.services {
             let router = dynamic.http.routers.get(&name);
-            let mut meta = BTreeMap::new();
+            let mut meta = Meta::new();
             meta.insert(
                 RULE.into(),
                 router.map(|r| r.rule.clone()).unwrap_or_default(),
@@ -229,7 +229,7 @@ impl Backend for TraefikFile {
             })?,
         };
         let address = ep.prop("host").to_string();
-        let mut meta = BTreeMap::new();
+        let mut meta = Meta::new();
         meta.insert(RULE.to_string(), rule);
         meta.insert(ENTRY_POINTS.to_string(), self.entry_points.join(","));
         Ok(Registration {
@@ -267,7 +267,7 @@ impl Backend for TraefikFile {
 
     async fn apply(
         &self,
-        _desired: &RegistrationMap,
+        _unchanged: &RegistrationMap,
         actual: &RegistrationMap,
         plan: &Plan,
     ) -> ApplyReport {

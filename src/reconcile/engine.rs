@@ -1,6 +1,6 @@
 //! One round: fetch sources → render per backend → list owned → plan → guards → apply.
 
-use super::{Plan, plan};
+use super::{Plan, plan, plan_owned};
 use crate::backend::Backend;
 use crate::error::Skip;
 use crate::model::{Endpoint, RegistrationMap};
@@ -199,10 +199,18 @@ impl Pipeline {
                 }
             }
         }
+        // Render every backend's registrations first and let the endpoints go: at 10,000
+        // services their property maps are a third of the round's peak memory.
+        let wanted: Vec<RegistrationMap> = self
+            .backends
+            .iter()
+            .map(|be| desired(be.as_ref(), &endpoints))
+            .collect();
+        drop(endpoints);
         let mut backends = Vec::new();
-        for be in &self.backends {
+        for (be, desired) in self.backends.iter().zip(wanted) {
             backends.push(
-                self.backend_round(be.as_ref(), &endpoints, &failed_sources, opts)
+                self.backend_round(be.as_ref(), desired, &failed_sources, opts)
                     .await,
             );
         }
@@ -216,7 +224,7 @@ impl Pipeline {
     async fn backend_round(
         &self,
         be: &dyn Backend,
-        endpoints: &[Endpoint],
+        desired: RegistrationMap,
         failed_sources: &BTreeSet<String>,
         opts: RoundOptions,
     ) -> BackendOutcome {
@@ -226,7 +234,6 @@ impl Pipeline {
             backend: name.to_string(),
             ..Default::default()
         };
-        let desired = desired(be, endpoints);
         let actual = match be.list(&desired).await {
             Ok(listing) => {
                 if !listing.partial.is_empty() {
@@ -243,7 +250,7 @@ impl Pipeline {
                 return out;
             }
         };
-        let mut p = plan(&desired, &actual);
+        let (mut p, unchanged) = plan_owned(desired, &actual);
         let incomplete = failed_sources.iter().any(|s| feeds(s));
         if incomplete && !p.deregister.is_empty() {
             out.held_back = p.deregister.len();
@@ -263,7 +270,7 @@ impl Pipeline {
             out.error = Some(out.error.map_or(msg.clone(), |e| format!("{e}; {msg}")));
         }
         if !opts.dry_run {
-            let report = be.apply(&desired, &actual, &p).await;
+            let report = be.apply(&unchanged, &actual, &p).await;
             for (id, reg) in p.register.iter().chain(&p.update) {
                 if !report.failed.iter().any(|(f, _)| f == id) {
                     tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "registered");

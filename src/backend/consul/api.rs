@@ -65,16 +65,22 @@ impl Api {
         op: &'static str,
         url: &str,
         req: reqwest::RequestBuilder,
-    ) -> Result<bytes::Bytes, BackendError> {
+    ) -> Result<Vec<u8>, BackendError> {
         let transport = |e: reqwest::Error| BackendError::Transport {
             backend: self.backend.clone(),
             op,
             url: url.to_string(),
             message: crate::http::describe(&e.without_url()),
         };
-        let resp = req.send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(transport)?;
+        // Read into one buffer sized by Content-Length: a 10,000-service listing is ~4 MiB,
+        // and collecting chunks first would hold it twice.
+        let cap = resp.content_length().unwrap_or(0).min(64 << 20) as usize;
+        let mut body = Vec::with_capacity(cap);
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk);
+        }
         if (200..300).contains(&status) {
             return Ok(body);
         }

@@ -17,7 +17,7 @@ use self::render::{AGENT_KEY, CHECKS_META, CheckSpec, ID_KEY, OWNER_META};
 use super::{ApplyReport, Backend, Listing, port_of};
 use crate::config::{CheckMode, ConsulMode};
 use crate::error::{BackendError, Skip};
-use crate::model::{Endpoint, Health, Registration, RegistrationMap};
+use crate::model::{Endpoint, Health, Meta, Registration, RegistrationMap};
 use crate::reconcile::Plan;
 use crate::template::Template;
 use async_trait::async_trait;
@@ -335,8 +335,8 @@ impl Consul {
         Ok(listing)
     }
 
-    async fn run(&self, op: Op<'_>) -> Result<(), BackendError> {
-        match op {
+    async fn run(&self, op: &Op<'_>) -> Result<(), BackendError> {
+        match *op {
             Op::Register { reg, moved_from } => {
                 if let Some(old) = moved_from {
                     self.deregister_at(old, reg).await?;
@@ -498,7 +498,7 @@ impl Backend for Consul {
             }
         }
         tags.insert(self.owner_tag.clone());
-        let mut meta = BTreeMap::new();
+        let mut meta = Meta::new();
         for (key, value) in &ep.props {
             if let Some(k) = key.strip_prefix("meta_").map(meta_key)
                 && !k.is_empty()
@@ -562,7 +562,7 @@ impl Backend for Consul {
 
     async fn apply(
         &self,
-        desired: &RegistrationMap,
+        unchanged: &RegistrationMap,
         actual: &RegistrationMap,
         plan: &Plan,
     ) -> ApplyReport {
@@ -587,33 +587,28 @@ impl Backend for Consul {
         }
         if self.check == CheckMode::Source && self.mode == ConsulMode::Agent {
             // The TTL refresh: the one write a steady round makes, and the dead-man switch.
-            for (id, reg) in desired {
-                let written = plan.register.contains_key(id) || plan.update.contains_key(id);
-                if !written && actual.contains_key(id) {
-                    ops.push(Op::Refresh(reg));
-                }
+            for reg in unchanged.values().filter(|r| r.health.is_some()) {
+                ops.push(Op::Refresh(reg));
             }
         }
         let failed_agents = self.agents.lock().expect("agents lock").failed.clone();
-        let futs: Vec<_> = ops
-            .into_iter()
-            .map(|op| {
-                let (id, agent) = match &op {
-                    Op::Register { reg, .. } | Op::Refresh(reg) | Op::Deregister(reg) => {
-                        (reg.id.clone(), self.agent_of(reg).to_string())
-                    }
+        // Futures are made as the stream pulls them (never 10,000 at once: each is several
+        // KiB). The closure takes an index, not a borrowed op: a closure argument carrying a
+        // lifetime trips the compiler's higher-ranked Send check under async_trait.
+        let ops = &ops;
+        let failed_agents = &failed_agents;
+        let results = futures::stream::iter(0..ops.len())
+            .map(|i| async move {
+                let op = &ops[i];
+                let reg = match op {
+                    Op::Register { reg, .. } | Op::Refresh(reg) | Op::Deregister(reg) => *reg,
                 };
-                let down = failed_agents.get(&agent).cloned();
-                async move {
-                    let r = match down {
-                        Some(e) => Err(format!("not attempted: listing this agent failed ({e})")),
-                        None => self.run(op).await.map_err(|e| e.to_string()),
-                    };
-                    (id, r)
-                }
+                let r = match failed_agents.get(self.agent_of(reg)) {
+                    Some(e) => Err(format!("not attempted: listing this agent failed ({e})")),
+                    None => self.run(op).await.map_err(|e| e.to_string()),
+                };
+                (reg.id.clone(), r)
             })
-            .collect();
-        let results = futures::stream::iter(futs)
             .buffer_unordered(self.concurrency)
             .collect::<Vec<_>>()
             .await;

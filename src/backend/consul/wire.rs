@@ -201,9 +201,9 @@ pub struct ListedService {
     id: String,
     service: String,
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    tags: Option<std::collections::BTreeSet<String>>,
     #[serde(default)]
-    meta: Option<BTreeMap<String, String>>,
+    meta: Option<crate::model::Meta>,
     #[serde(default)]
     address: String,
     #[serde(default)]
@@ -213,7 +213,7 @@ pub struct ListedService {
 impl ListedService {
     /// The registration, when it carries the owner tag (else `None`: not ours).
     pub fn into_registration(self, owner_tag: &str, agent: Option<&str>) -> Option<Registration> {
-        let tags: std::collections::BTreeSet<String> = self.tags?.into_iter().collect();
+        let tags = self.tags?;
         if !tags.contains(owner_tag) {
             return None;
         }
