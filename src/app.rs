@@ -48,6 +48,7 @@ pub fn build(raw: &RawConfig) -> Result<Pipeline, ConfigError> {
         sources,
         backends,
         max_deregister_fraction: raw.max_deregister_fraction,
+        write_gate: None,
     })
 }
 

@@ -113,11 +113,13 @@ pub enum BackendError {
 }
 
 /// An endpoint that cannot be registered; only that endpoint is skipped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("skipping {endpoint}: {reason}")]
 pub struct Skip {
     /// Which endpoint (`source/service@host:port`).
     pub endpoint: String,
+    /// A short class for metrics: `template`, `port`, `label`, `shape`, `limit`.
+    pub kind: &'static str,
     /// Why.
     pub reason: String,
 }

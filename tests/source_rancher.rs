@@ -326,6 +326,7 @@ async fn bad_data_never_causes_deregistration() {
             rancon::backend::traefik_file::TraefikFile::new("t", &traefik).unwrap(),
         )],
         max_deregister_fraction: 1.0,
+        write_gate: None,
     };
     let first = pipeline.round(RoundOptions::default()).await;
     assert!(!first.failed());

@@ -73,6 +73,7 @@ pub fn port_of(ep: &Endpoint) -> Result<u16, Skip> {
         .filter(|p| *p != 0)
         .ok_or_else(|| Skip {
             endpoint: ep.describe(),
+            kind: "port",
             reason: format!("port {:?} is not a number from 1 to 65535", ep.prop("port")),
         })
 }

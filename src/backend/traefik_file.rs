@@ -225,6 +225,7 @@ impl Backend for TraefikFile {
             Some(rule) => rule.clone(),
             None => self.default_rule.render(&ep.props).map_err(|e| Skip {
                 endpoint: ep.describe(),
+                kind: "template",
                 reason: format!("default_rule: {e}"),
             })?,
         };

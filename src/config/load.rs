@@ -204,7 +204,17 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
     );
 
     let mut problems = ConfigError::from(first).problems;
-    let known: Vec<String> = toml::Table::try_from(RawConfig::default())
+    // Optional sections serialize to nothing; give them a value so they count as known.
+    let probe = RawConfig {
+        leader: Some(super::LeaderConfig {
+            backend: String::new(),
+            key: None,
+            ttl: std::time::Duration::ZERO,
+            lock_delay: std::time::Duration::ZERO,
+        }),
+        ..RawConfig::default()
+    };
+    let known: Vec<String> = toml::Table::try_from(probe)
         .map(|t| t.into_iter().map(|(k, _)| k).collect())
         .unwrap_or_default();
     let top: std::collections::BTreeSet<String> = figment
@@ -248,6 +258,14 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
             .map(drop),
     );
     more(figment.extract_inner::<HttpConfig>("http").map(drop));
+    more(figment.extract_inner::<Dur>("shutdown_timeout").map(drop));
+    if figment.find_value("leader").is_ok() {
+        more(
+            figment
+                .extract_inner::<super::LeaderConfig>("leader")
+                .map(drop),
+        );
+    }
     for (table, is_source) in [("sources", true), ("backends", false)] {
         let names: Vec<String> = figment
             .find_value(table)

@@ -39,8 +39,15 @@ pub struct RawConfig {
     /// A round that would deregister more than this share of a backend's owned registrations
     /// deregisters nothing there (unless `--force`); `1.0` disables the guard.
     pub max_deregister_fraction: f64,
+    /// How long SIGINT/SIGTERM wait for the round in flight before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub shutdown_timeout: Duration,
     /// The health and metrics HTTP endpoint.
     pub http: HttpConfig,
+    /// Optional leader election, so that several replicas can run and only one writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderConfig>,
     /// Where services come from, keyed by a component name (`^[a-z][a-z0-9_]*$`).
     pub sources: BTreeMap<String, SourceConfig>,
     /// Where registrations go, keyed by a component name (`^[a-z][a-z0-9_]*$`).
@@ -55,7 +62,9 @@ impl Default for RawConfig {
             interval: Duration::from_secs(30),
             name: "%NAME%".into(),
             max_deregister_fraction: 0.5,
+            shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
+            leader: None,
             sources: BTreeMap::new(),
             backends: BTreeMap::new(),
         }
@@ -71,6 +80,15 @@ pub struct HttpConfig {
     /// Address and port to listen on, e.g. `"0.0.0.0:9090"`.
     #[schemars(with = "String")]
     pub listen: SocketAddr,
+    /// `/health` answers 503 when no round has completed for this long (a hung rancon);
+    /// default 3 × `interval` + 1 minute.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub hangup_after: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -78,8 +96,39 @@ impl Default for HttpConfig {
         Self {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            hangup_after: None,
         }
     }
+}
+
+/// Leader election through a Consul session lock (Consul's leader-election pattern).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderConfig {
+    /// The consul backend (a `[backends.<name>]` of `type = "consul"` with a URL without
+    /// placeholders) whose agent holds the session and the lock.
+    pub backend: String,
+    /// KV key of the lock; default `rancon/leader/<owner>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Session TTL (Consul accepts 10s to 24h). A leader that dies is replaced after about
+    /// this long plus `lock_delay`.
+    #[serde(default = "default_leader_ttl", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+    /// After a leader's session is invalidated, nobody may take the lock for this long, so the
+    /// writes it had in flight finish before another replica starts writing.
+    #[serde(default = "default_lock_delay", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub lock_delay: Duration,
+}
+
+fn default_leader_ttl() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_lock_delay() -> Duration {
+    Duration::from_secs(15)
 }
 
 /// A source of services, selected by `type`.

@@ -64,6 +64,47 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             "must be between 0.0 and 1.0",
         );
     }
+    if raw.shutdown_timeout.is_zero() {
+        c.add("shutdown_timeout".into(), "must be more than 0s");
+    }
+    if raw.http.hangup_after.is_some_and(|d| d < raw.interval) {
+        c.add(
+            "http.hangup_after".into(),
+            "must be at least `interval`, or /health fails between two healthy rounds",
+        );
+    }
+    if let Some(l) = &raw.leader {
+        match raw.backends.get(&l.backend) {
+            Some(BackendConfig::Consul(k))
+                if Template::parse(&k.url).is_ok_and(|t| t.is_literal()) => {}
+            Some(BackendConfig::Consul(_)) => c.add(
+                "leader.backend".into(),
+                format!(
+                    "backend {:?} has placeholders in its url; the lock needs one agent",
+                    l.backend
+                ),
+            ),
+            _ => c.add(
+                "leader.backend".into(),
+                format!(
+                    "names {:?}, which is not a configured consul backend",
+                    l.backend
+                ),
+            ),
+        }
+        if !(10..=86_400).contains(&l.ttl.as_secs()) {
+            c.add(
+                "leader.ttl".into(),
+                "Consul accepts session TTLs from 10s to 24h",
+            );
+        }
+        if l.key
+            .as_deref()
+            .is_some_and(|k| k.trim_matches('/').is_empty())
+        {
+            c.add("leader.key".into(), "must not be empty");
+        }
+    }
     if raw.sources.is_empty() {
         c.add(
             "sources".into(),

@@ -17,6 +17,9 @@ pub struct Pipeline {
     pub backends: Vec<Box<dyn Backend>>,
     /// The deregistration guard (see `RawConfig::max_deregister_fraction`).
     pub max_deregister_fraction: f64,
+    /// With leader election: true while this replica holds the lock. Rounds run without it
+    /// plan but do not write.
+    pub write_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How to run a round.
@@ -36,7 +39,7 @@ pub struct SourceOutcome {
     /// Endpoints selected.
     pub endpoints: usize,
     /// Endpoints skipped, with reasons.
-    pub skipped: Vec<String>,
+    pub skipped: Vec<Skip>,
     /// Set when the source failed to list; its backends then deregister nothing.
     pub error: Option<String>,
 }
@@ -54,6 +57,10 @@ pub struct BackendOutcome {
     pub error: Option<String>,
     /// Deregistrations held back because a source failed or the guard tripped.
     pub held_back: usize,
+    /// Whether the deregistration guard stopped this backend's deregistrations.
+    pub guard_tripped: bool,
+    /// Endpoints this backend could not render (bad template, port, label), with reasons.
+    pub skipped: Vec<Skip>,
 }
 
 /// The outcome of one round.
@@ -65,6 +72,8 @@ pub struct RoundReport {
     pub backends: Vec<BackendOutcome>,
     /// Whether the round was a dry run.
     pub dry_run: bool,
+    /// Whether this replica was a standby (leader election) and wrote nothing.
+    pub standby: bool,
 }
 
 impl RoundReport {
@@ -95,11 +104,13 @@ impl RoundReport {
     }
 }
 
-/// What `be` should hold for these endpoints (only those of the sources it reads).
-fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> RegistrationMap {
+/// What `be` should hold for these endpoints (only those of the sources it reads), and the
+/// endpoints it could not render.
+fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Vec<Skip>) {
     let name = be.name();
     let feeds = |src: &str| be.sources().is_none_or(|s| s.iter().any(|x| x == src));
     let mut desired = RegistrationMap::new();
+    let mut skipped = Vec::new();
     for ep in endpoints.iter().filter(|ep| feeds(&ep.source)) {
         match be.render(ep) {
             Ok(reg) => {
@@ -109,10 +120,13 @@ fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> RegistrationMap {
                 }
                 desired.insert(reg.id.clone(), reg);
             }
-            Err(skip) => tracing::warn!(backend = name, "{skip}"),
+            Err(skip) => {
+                tracing::warn!(backend = name, "{skip}");
+                skipped.push(skip);
+            }
         }
     }
-    desired
+    (desired, skipped)
 }
 
 /// What `rancon purge` would remove from one backend.
@@ -144,7 +158,7 @@ impl Pipeline {
             }
         }
         let listing = be
-            .list(&desired(be.as_ref(), &endpoints))
+            .list(&desired(be.as_ref(), &endpoints).0)
             .await
             .map_err(|e| e.to_string())?;
         let plan = plan(&RegistrationMap::new(), &listing.regs);
@@ -182,7 +196,7 @@ impl Pipeline {
                     sources.push(SourceOutcome {
                         source: name,
                         endpoints: eps.len(),
-                        skipped: skipped.iter().map(Skip::to_string).collect(),
+                        skipped,
                         error: None,
                     });
                     endpoints.extend(eps);
@@ -201,23 +215,28 @@ impl Pipeline {
         }
         // Render every backend's registrations first and let the endpoints go: at 10,000
         // services their property maps are a third of the round's peak memory.
-        let wanted: Vec<RegistrationMap> = self
+        let wanted: Vec<(RegistrationMap, Vec<Skip>)> = self
             .backends
             .iter()
             .map(|be| desired(be.as_ref(), &endpoints))
             .collect();
         drop(endpoints);
         let mut backends = Vec::new();
-        for (be, desired) in self.backends.iter().zip(wanted) {
-            backends.push(
-                self.backend_round(be.as_ref(), desired, &failed_sources, opts)
-                    .await,
-            );
+        for (be, (desired, skipped)) in self.backends.iter().zip(wanted) {
+            let mut outcome = self
+                .backend_round(be.as_ref(), desired, &failed_sources, opts)
+                .await;
+            outcome.skipped = skipped;
+            backends.push(outcome);
         }
         RoundReport {
             sources,
             backends,
             dry_run: opts.dry_run,
+            standby: self
+                .write_gate
+                .as_ref()
+                .is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst)),
         }
     }
 
@@ -266,18 +285,34 @@ impl Pipeline {
             );
             tracing::error!(backend = name, "{msg}");
             out.held_back += p.deregister.len();
+            out.guard_tripped = true;
             p.deregister.clear();
             out.error = Some(out.error.map_or(msg.clone(), |e| format!("{e}; {msg}")));
         }
-        if !opts.dry_run {
+        // A standby replica plans like the leader but never writes; the gate is looked at
+        // right before writing, so a leadership lost during the round stops the writes.
+        let standby = self
+            .write_gate
+            .as_ref()
+            .is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst));
+        if standby && !opts.dry_run {
+            tracing::debug!(backend = name, writes = p.writes(), "standby: not writing");
+        }
+        if !opts.dry_run && !standby {
             let report = be.apply(&unchanged, &actual, &p).await;
-            for (id, reg) in p.register.iter().chain(&p.update) {
-                if !report.failed.iter().any(|(f, _)| f == id) {
-                    tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "registered");
-                }
+            let ok = |id: &String| !report.failed.iter().any(|(f, _)| f == id);
+            for (id, reg) in p.register.iter().filter(|(id, _)| ok(id)) {
+                tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "registered");
             }
-            for id in &p.deregister {
-                tracing::info!(backend = name, id = %id, "deregistered");
+            for (id, reg) in p.update.iter().filter(|(id, _)| ok(id)) {
+                tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "updated");
+            }
+            for id in p.deregister.iter().filter(|id| ok(id)) {
+                let (n, a, port) = actual
+                    .get(id)
+                    .map(|r| (r.name.as_str(), r.address.as_str(), r.port))
+                    .unwrap_or_default();
+                tracing::info!(backend = name, id = %id, name = n, address = a, port, "deregistered");
             }
             for (id, e) in &report.failed {
                 tracing::error!(backend = name, id = %id, error = %e, "write failed; retried next round");

@@ -65,6 +65,7 @@ impl Naming {
         let describe = crate::model::describe(source, &base);
         let skip = |reason: String| Skip {
             endpoint: describe.clone(),
+            kind: "template",
             reason,
         };
         let mut name_tpl = None;

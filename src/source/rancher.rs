@@ -341,6 +341,7 @@ impl RancherSource {
                 Err((label, e)) => {
                     skipped.push(Skip {
                         endpoint: format!("{}/{environment}/{label}", self.name),
+                        kind: "shape",
                         reason: format!("unexpected shape: {e}"),
                     });
                     continue;

@@ -463,8 +463,9 @@ impl Backend for Consul {
     }
 
     fn render(&self, ep: &Endpoint) -> Result<Registration, Skip> {
-        let skip = |reason: String| Skip {
+        let skip = |kind: &'static str, reason: String| Skip {
             endpoint: ep.describe(),
+            kind,
             reason,
         };
         let name = ep.prop("name").to_ascii_lowercase();
@@ -478,16 +479,16 @@ impl Backend for Consul {
             &self
                 .id
                 .render(&props)
-                .map_err(|e| skip(format!("id template: {e}")))?,
+                .map_err(|e| skip("template", format!("id template: {e}")))?,
         );
         if id.trim_matches('-').is_empty() {
-            return Err(skip("id template renders empty".into()));
+            return Err(skip("template", "id template renders empty".into()));
         }
         let mut tags = BTreeSet::new();
         for t in &self.tags {
             let tag = t
                 .render(&props)
-                .map_err(|e| skip(format!("tag template {t}: {e}")))?;
+                .map_err(|e| skip("template", format!("tag template {t}: {e}")))?;
             if !tag.is_empty() {
                 tags.insert(tag);
             }
@@ -510,32 +511,38 @@ impl Backend for Consul {
         for (k, t) in &self.meta {
             let v = t
                 .render(&props)
-                .map_err(|e| skip(format!("meta template {k}: {e}")))?;
+                .map_err(|e| skip("template", format!("meta template {k}: {e}")))?;
             meta.insert(k.clone(), v);
         }
         meta.insert(OWNER_META.into(), self.owner.clone());
         meta.insert("external-source".into(), "rancon".into());
-        let checks = self.checks(ep, &address, port).map_err(skip)?;
+        let checks = self
+            .checks(ep, &address, port)
+            .map_err(|e| skip("label", e))?;
         if !checks.is_empty() {
-            let json = serde_json::to_string(&checks).map_err(|e| skip(e.to_string()))?;
+            let json = serde_json::to_string(&checks).map_err(|e| skip("shape", e.to_string()))?;
             meta.insert(CHECKS_META.into(), json);
         }
         // Consul's limits (structs.ValidateServiceMetadata): refusing here keeps one bad
         // service from failing its write every round.
         if meta.len() > 64 {
-            return Err(skip(format!("{} meta keys (Consul allows 64)", meta.len())));
+            return Err(skip(
+                "limit",
+                format!("{} meta keys (Consul allows 64)", meta.len()),
+            ));
         }
         if let Some((k, _)) = meta.iter().find(|(_, v)| v.len() > 512) {
-            return Err(skip(format!(
-                "meta {k} is longer than Consul's 512 characters"
-            )));
+            return Err(skip(
+                "limit",
+                format!("meta {k} is longer than Consul's 512 characters"),
+            ));
         }
         let mut health = None;
         if self.mode == ConsulMode::Agent {
             let agent = self
                 .url
                 .render(&props)
-                .map_err(|e| skip(format!("url template: {e}")))?;
+                .map_err(|e| skip("template", format!("url template: {e}")))?;
             meta.insert(AGENT_KEY.into(), agent.trim_end_matches('/').to_string());
             if self.check == CheckMode::Source {
                 health = Some(Health::from_source(ep.prop("health")));
