@@ -4,8 +4,11 @@ use crate::backend;
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
 use crate::config::{self, ConfigError, LoadOptions, Loaded, RawConfig};
 use crate::reconcile::engine::{Pipeline, RoundOptions, RoundReport};
+use crate::serve::{self, Status};
 use crate::source;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Exit code for an invalid configuration (EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -161,27 +164,53 @@ pub async fn run(args: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    let raw = &loaded.raw;
+    let status = Arc::new(Status::new(
+        raw.http
+            .hangup_after
+            .unwrap_or(raw.interval * 3 + Duration::from_secs(60)),
+    ));
+    if raw.http.enabled
+        && let Err(e) = serve::spawn(raw.http.listen, status.clone()).await
+    {
+        eprintln!(
+            "error: cannot listen on {} (http.listen): {e}",
+            raw.http.listen
+        );
+        return ExitCode::FAILURE;
+    }
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
-        // The round in flight always finishes; the signal is only looked at between rounds.
+        // The round in flight finishes (up to shutdown_timeout); the signal is otherwise only
+        // looked at between rounds, and rounds never overlap.
+        let started = Instant::now();
         let round = one_round(&pipeline, opts, args.output);
         tokio::pin!(round);
-        let mut stopping = false;
+        let report = tokio::select! {
+            r = &mut round => r,
+            _ = &mut stop => {
+                tracing::info!("signal received; finishing the round in flight");
+                if tokio::time::timeout(raw.shutdown_timeout, round).await.is_err() {
+                    tracing::warn!(timeout = ?raw.shutdown_timeout, "round still running at shutdown_timeout; exiting");
+                }
+                break;
+            }
+        };
+        status.metrics.record(&report, started.elapsed());
+        status.round_completed(!report.failed());
         tokio::select! {
-            _ = &mut round => {}
-            _ = &mut stop => { stopping = true; round.await; }
-        }
-        if stopping {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(loaded.raw.interval) => {}
+            _ = tokio::time::sleep(jittered(raw.interval)) => {}
             _ = &mut stop => break,
         }
     }
     tracing::info!("stopped by signal");
     ExitCode::SUCCESS
+}
+
+/// `interval` ± up to 10 %, so replicas and restarts do not hit the servers in lockstep.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
 async fn one_round(pipeline: &Pipeline, opts: RoundOptions, output: Output) -> RoundReport {

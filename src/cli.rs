@@ -34,6 +34,13 @@ pub enum Command {
     Schema,
     /// Deregister everything one owner registered in one backend (for uninstalling).
     Purge(PurgeArgs),
+    /// Print a shell completion script, e.g. `rancon completions bash > /etc/bash_completion.d/rancon`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `rancon man > rancon.1`.
+    Man,
     /// The original tool's form: `rancon rancher consul -s url=URL -b url=URL` (one round
     /// unless -c).
     Rancher(LegacyArgs),

@@ -91,6 +91,22 @@ pub fn client(timeout: Duration, tls: &ClientTls) -> Result<reqwest::Client, Htt
         .map_err(|e| HttpSetupError::Tls(e.to_string()))
 }
 
+/// The retry policy for transient failures (connection errors, timeouts, 5xx, 429) within a
+/// round: two more attempts, 100 ms then ~200 ms apart with jitter; after that the failure is
+/// left for the next round.
+pub fn retry_policy() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(2)
+        .with_jitter()
+}
+
+/// Whether an HTTP status is worth retrying.
+pub fn transient_status(status: u16) -> bool {
+    status >= 500 || status == 429
+}
+
 /// A transport error with its causes (`connection refused`), without the URL reqwest adds.
 pub fn describe(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {

@@ -1,6 +1,6 @@
 //! Thin edge: parse the CLI, set up logging, hand over to the library.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use rancon::cli::{Cli, Command, LogArgs, LogFormat};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -45,6 +45,20 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Some(Command::Completions { shell }) => {
+                let mut cmd = Cli::command();
+                clap_complete::generate(*shell, &mut cmd, "rancon", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Some(Command::Man) => {
+                match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Some(Command::Schema) => {
                 print!("{}", rancon::app::schema());
                 ExitCode::SUCCESS

@@ -187,7 +187,21 @@ impl RancherSource {
         })
     }
 
+    /// GET with retries of transient failures (see `http::retry_policy`).
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
+        use backon::Retryable;
+        (|| self.get_once(url))
+            .retry(crate::http::retry_policy())
+            .when(|e| match e {
+                SourceError::Transport { .. } => true,
+                SourceError::Http { status, .. } => crate::http::transient_status(*status),
+                _ => false,
+            })
+            .notify(|e, after| tracing::debug!(error = %e, ?after, "retrying"))
+            .await
+    }
+
+    async fn get_once<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
         let mut req = self.client.get(url).header("Accept", "application/json");
         if !self.access_key.is_empty() {
             req = req.basic_auth(&self.access_key, Some(&self.secret));

@@ -69,6 +69,8 @@ pub struct Cluster {
     pub writes_log: Mutex<Vec<String>>,
     /// Registrations whose ID contains this text fail with a 500.
     pub fail_register: Mutex<Option<String>>,
+    /// The next this-many write requests fail with 503 (a transient failure).
+    pub fail_next_writes: AtomicUsize,
 }
 
 /// A running double: agent `i` is node `node-<i>` listening on `ips[i]:port`.
@@ -308,6 +310,13 @@ async fn count(
         a.counters.reads.fetch_add(1, Ordering::SeqCst);
     } else {
         a.counters.writes.fetch_add(1, Ordering::SeqCst);
+        let left = &a.cluster.fail_next_writes;
+        if left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "No cluster leader");
+        }
         a.cluster
             .writes_log
             .lock()

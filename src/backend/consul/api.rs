@@ -59,8 +59,32 @@ impl Api {
         req
     }
 
-    /// Sends and maps errors; returns the body of a 2xx answer.
+    /// Sends (retrying transient failures, see `http::retry_policy`) and maps errors; returns
+    /// the body of a 2xx answer.
     async fn send(
+        &self,
+        op: &'static str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, BackendError> {
+        use backon::Retryable;
+        let attempt = || async {
+            // Bodies are buffered JSON, so the request can always be cloned.
+            let req = req.try_clone().expect("buffered request body");
+            self.send_once(op, url, req).await
+        };
+        attempt
+            .retry(crate::http::retry_policy())
+            .when(|e| match e {
+                BackendError::Transport { .. } => true,
+                BackendError::Http { status, .. } => crate::http::transient_status(*status),
+                _ => false,
+            })
+            .notify(|e, after| tracing::debug!(error = %e, ?after, "retrying"))
+            .await
+    }
+
+    async fn send_once(
         &self,
         op: &'static str,
         url: &str,

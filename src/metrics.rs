@@ -1,0 +1,222 @@
+//! Prometheus metrics (`rancon_*`), fed from each round's report.
+
+use crate::reconcile::engine::RoundReport;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// Every metric rancon exports.
+pub struct Metrics {
+    registry: Registry,
+    rounds: Counter,
+    rounds_failed: Counter,
+    round_duration: Histogram,
+    source_services: Family<SourceLabel, Gauge>,
+    source_failures: Family<SourceLabel, Counter>,
+    registrations: Family<BackendLabel, Counter>,
+    updates: Family<BackendLabel, Counter>,
+    deregistrations: Family<BackendLabel, Counter>,
+    write_failures: Family<BackendLabel, Counter>,
+    guard_trips: Family<BackendLabel, Counter>,
+    skipped: Family<ReasonLabel, Counter>,
+    last_success: Gauge<f64, AtomicU64>,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `rancon_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rancon");
+        let m = Self {
+            rounds: Counter::default(),
+            rounds_failed: Counter::default(),
+            round_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            source_services: Family::default(),
+            source_failures: Family::default(),
+            registrations: Family::default(),
+            updates: Family::default(),
+            deregistrations: Family::default(),
+            write_failures: Family::default(),
+            guard_trips: Family::default(),
+            skipped: Family::default(),
+            last_success: Gauge::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("rounds", "Rounds run", m.rounds.clone());
+        registry.register(
+            "rounds_failed",
+            "Rounds with a failure (source, listing, write or guard)",
+            m.rounds_failed.clone(),
+        );
+        registry.register(
+            "round_duration_seconds",
+            "Wall time of a round",
+            m.round_duration.clone(),
+        );
+        registry.register(
+            "source_services",
+            "Endpoints a source selected in the last round",
+            m.source_services.clone(),
+        );
+        registry.register(
+            "source_failures",
+            "Rounds in which a source failed to list",
+            m.source_failures.clone(),
+        );
+        registry.register(
+            "registrations",
+            "New registrations written",
+            m.registrations.clone(),
+        );
+        registry.register(
+            "updates",
+            "Changed registrations rewritten",
+            m.updates.clone(),
+        );
+        registry.register(
+            "deregistrations",
+            "Registrations removed",
+            m.deregistrations.clone(),
+        );
+        registry.register(
+            "write_failures",
+            "Writes that failed (retried next round)",
+            m.write_failures.clone(),
+        );
+        registry.register(
+            "guard_trips",
+            "Rounds in which max_deregister_fraction stopped deregistrations",
+            m.guard_trips.clone(),
+        );
+        registry.register("skipped", "Endpoints skipped, by reason", m.skipped.clone());
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last round without failures",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica may write (always 1 without leader election)",
+            m.leader.clone(),
+        );
+        let build = Family::<VersionLabel, Gauge>::default();
+        build
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register("build_info", "rancon's version", build);
+        Self { registry, ..m }
+    }
+
+    /// Records one round.
+    pub fn record(&self, report: &RoundReport, took: Duration) {
+        self.rounds.inc();
+        self.round_duration.observe(took.as_secs_f64());
+        let failed = report.failed();
+        if failed {
+            self.rounds_failed.inc();
+        } else {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_success.set(now.as_secs_f64());
+        }
+        self.leader.set(i64::from(!report.standby));
+        for s in &report.sources {
+            let l = SourceLabel {
+                source: s.source.clone(),
+            };
+            if s.error.is_some() {
+                self.source_failures.get_or_create(&l).inc();
+            } else {
+                self.source_services
+                    .get_or_create(&l)
+                    .set(s.endpoints as i64);
+            }
+            for skip in &s.skipped {
+                self.skip(skip.kind);
+            }
+        }
+        for b in &report.backends {
+            let l = BackendLabel {
+                backend: b.backend.clone(),
+            };
+            for skip in &b.skipped {
+                self.skip(skip.kind);
+            }
+            if b.guard_tripped {
+                self.guard_trips.get_or_create(&l).inc();
+            }
+            self.write_failures
+                .get_or_create(&l)
+                .inc_by(b.failed.len() as u64);
+            let Some(p) = b
+                .plan
+                .as_ref()
+                .filter(|_| !report.dry_run && !report.standby)
+            else {
+                continue;
+            };
+            let ok = |id: &String| !b.failed.iter().any(|(f, _)| f == id);
+            let count = |it: &mut dyn Iterator<Item = &String>| it.filter(|id| ok(id)).count();
+            self.registrations
+                .get_or_create(&l)
+                .inc_by(count(&mut p.register.keys()) as u64);
+            self.updates
+                .get_or_create(&l)
+                .inc_by(count(&mut p.update.keys()) as u64);
+            self.deregistrations
+                .get_or_create(&l)
+                .inc_by(count(&mut p.deregister.iter()) as u64);
+        }
+    }
+
+    fn skip(&self, kind: &str) {
+        self.skipped
+            .get_or_create(&ReasonLabel {
+                reason: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition (which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
