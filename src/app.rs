@@ -145,19 +145,34 @@ fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
 /// `rancon run`: one round with --once, else rounds every `interval` until SIGINT/SIGTERM.
 pub async fn run(args: &RunArgs) -> ExitCode {
     let built = load_valid(&args.config).and_then(|l| build(&l.raw).map(|p| (l, p)));
-    let (loaded, pipeline) = match built {
+    let (loaded, mut pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let leader = match leader(&loaded.raw) {
+        Ok(l) => l.map(Arc::new),
+        Err(e) => {
+            eprintln!("error: leader: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(l) = &leader {
+        pipeline.write_gate = Some(l.gate.clone());
+        // Elect before the first round, so a lone replica writes from its first round on.
+        l.tick().await;
+    }
     let opts = RoundOptions {
         dry_run: args.dry_run,
         force: args.force,
     };
     if args.once || args.dry_run {
         let report = one_round(&pipeline, opts, args.output).await;
+        if let Some(l) = &leader {
+            l.release().await;
+        }
         return if report.failed() {
             ExitCode::FAILURE
         } else {
@@ -179,6 +194,14 @@ pub async fn run(args: &RunArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let elector = leader.clone().map(|l| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(l.period()).await;
+                l.tick().await;
+            }
+        })
+    });
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -204,8 +227,25 @@ pub async fn run(args: &RunArgs) -> ExitCode {
             _ = &mut stop => break,
         }
     }
+    if let (Some(task), Some(l)) = (elector, &leader) {
+        task.abort();
+        l.release().await;
+    }
     tracing::info!("stopped by signal");
     ExitCode::SUCCESS
+}
+
+/// The leader election the config asks for, if any.
+fn leader(raw: &RawConfig) -> Result<Option<crate::leader::Leader>, String> {
+    let Some(cfg) = &raw.leader else {
+        return Ok(None);
+    };
+    match raw.backends.get(&cfg.backend) {
+        Some(config::BackendConfig::Consul(c)) => {
+            crate::leader::Leader::new(cfg, c, &raw.owner).map(Some)
+        }
+        _ => Err(format!("{:?} is not a consul backend", cfg.backend)),
+    }
 }
 
 /// `interval` ± up to 10 %, so replicas and restarts do not hit the servers in lockstep.

@@ -71,6 +71,32 @@ pub struct Cluster {
     pub fail_register: Mutex<Option<String>>,
     /// The next this-many write requests fail with 503 (a transient failure).
     pub fail_next_writes: AtomicUsize,
+    /// Sessions by ID.
+    pub sessions: Mutex<BTreeMap<String, Session>>,
+    /// KV entries by key.
+    pub kv: Mutex<BTreeMap<String, Kv>>,
+    next_session: AtomicUsize,
+}
+
+/// A session (wire-formats.md C.6).
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub name: String,
+    pub ttl: std::time::Duration,
+    pub lock_delay: std::time::Duration,
+    pub behavior: String,
+    pub renewed: std::time::Instant,
+}
+
+/// A KV entry; `session` is set while a lock holds it.
+#[derive(Clone, Debug, Default)]
+pub struct Kv {
+    pub value: Vec<u8>,
+    pub session: Option<String>,
+    pub lock_index: u64,
+    pub modify_index: u64,
+    /// No session may acquire before this (lock-delay after an invalidation).
+    pub delay_until: Option<std::time::Instant>,
 }
 
 /// A running double: agent `i` is node `node-<i>` listening on `ips[i]:port`.
@@ -289,6 +315,10 @@ fn router(agent: Agent) -> Router {
         .route("/v1/catalog/services", get(catalog_services))
         .route("/v1/catalog/service/{name}", get(catalog_service))
         .route("/v1/catalog/node-services/{node}", get(node_services))
+        .route("/v1/session/create", put(session_create))
+        .route("/v1/session/renew/{id}", put(session_renew))
+        .route("/v1/session/destroy/{id}", put(session_destroy))
+        .route("/v1/kv/{*key}", put(kv_put).get(kv_get))
         .fallback(|| async {
             text(
                 StatusCode::NOT_FOUND,
@@ -875,4 +905,236 @@ async fn node_services(
         json!({"Node": {"ID": "", "Node": node_name, "Address": n.address,
         "Datacenter": "dc1", "TaggedAddresses": {}, "Meta": {}}, "Services": services}),
     )
+}
+
+/// Invalidates sessions whose TTL ran out: their locks are released (Behavior=release) or
+/// deleted, and the lock-delay starts.
+fn expire(c: &Cluster) {
+    let now = std::time::Instant::now();
+    let mut sessions = c.sessions.lock().unwrap();
+    let dead: Vec<(String, Session)> = sessions
+        .iter()
+        .filter(|(_, s)| now.duration_since(s.renewed) > s.ttl)
+        .map(|(k, s)| (k.clone(), s.clone()))
+        .collect();
+    for (id, s) in dead {
+        sessions.remove(&id);
+        invalidate(c, &id, &s, now);
+    }
+}
+
+fn invalidate(c: &Cluster, id: &str, s: &Session, now: std::time::Instant) {
+    let mut kv = c.kv.lock().unwrap();
+    let held: Vec<String> = kv
+        .iter()
+        .filter(|(_, e)| e.session.as_deref() == Some(id))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in held {
+        if s.behavior == "delete" {
+            kv.remove(&k);
+        } else if let Some(e) = kv.get_mut(&k) {
+            e.session = None;
+            e.delay_until = Some(now + s.lock_delay);
+        }
+    }
+}
+
+fn go_duration(
+    v: Option<&Value>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    match v {
+        None | Some(Value::Null) => Ok(default),
+        // A number below 1000 is seconds, else nanoseconds.
+        Some(Value::Number(n)) => {
+            let n = n.as_u64().ok_or("bad number")?;
+            Ok(if n < 1000 {
+                std::time::Duration::from_secs(n)
+            } else {
+                std::time::Duration::from_nanos(n)
+            })
+        }
+        Some(Value::String(s)) if s.is_empty() => Ok(default),
+        Some(Value::String(s)) => humantime::parse_duration(s).map_err(|e| e.to_string()),
+        Some(_) => Err("bad duration".into()),
+    }
+}
+
+async fn session_create(State(a): State<Agent>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    expire(&a.cluster);
+    let v: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Request decode failed: {e}"),
+                );
+            }
+        }
+    };
+    let ttl = match go_duration(field(&v, "TTL"), std::time::Duration::ZERO) {
+        Ok(t) => t,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("Request decode failed: {e}"),
+            );
+        }
+    };
+    if !ttl.is_zero() && !(10..=86_400).contains(&ttl.as_secs()) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Invalid Session TTL '{}', must be between [10s=24h0m0s]",
+                ttl.as_secs()
+            ),
+        );
+    }
+    let lock_delay = match go_duration(field(&v, "LockDelay"), std::time::Duration::from_secs(15)) {
+        Ok(t) => t,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("Request decode failed: {e}"),
+            );
+        }
+    };
+    let n = a.cluster.next_session.fetch_add(1, Ordering::SeqCst) + 1;
+    let id = format!("{n:08x}-0000-4000-8000-{n:012x}");
+    let behavior = match str_field(&v, "Behavior") {
+        b if b.is_empty() => "release".to_string(),
+        b => b,
+    };
+    a.cluster.sessions.lock().unwrap().insert(
+        id.clone(),
+        Session {
+            name: str_field(&v, "Name"),
+            ttl: if ttl.is_zero() {
+                std::time::Duration::MAX / 4
+            } else {
+                ttl
+            },
+            lock_delay,
+            behavior,
+            renewed: std::time::Instant::now(),
+        },
+    );
+    json_ok(json!({"ID": id}))
+}
+
+async fn session_renew(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    expire(&a.cluster);
+    let mut sessions = a.cluster.sessions.lock().unwrap();
+    let Some(s) = sessions.get_mut(&id) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!("Session id '{id}' not found"),
+        );
+    };
+    s.renewed = std::time::Instant::now();
+    json_ok(
+        json!([{"ID": id, "Name": s.name, "Node": a.node, "LockDelay": s.lock_delay.as_nanos() as u64,
+        "Behavior": s.behavior, "TTL": format!("{}s", s.ttl.as_secs()), "NodeChecks": ["serfHealth"],
+        "ServiceChecks": null, "CreateIndex": 1, "ModifyIndex": 1}]),
+    )
+}
+
+async fn session_destroy(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    let removed = a.cluster.sessions.lock().unwrap().remove(&id);
+    if let Some(s) = removed {
+        invalidate(&a.cluster, &id, &s, std::time::Instant::now());
+    }
+    json_ok(json!(true))
+}
+
+async fn kv_put(
+    State(a): State<Agent>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = write_auth(&a, &headers) {
+        return r;
+    }
+    expire(&a.cluster);
+    let now = std::time::Instant::now();
+    let sessions = a.cluster.sessions.lock().unwrap().clone();
+    let mut kv = a.cluster.kv.lock().unwrap();
+    if let Some(id) = q.get("acquire") {
+        if !sessions.contains_key(id) {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("invalid session \"{id}\""),
+            );
+        }
+        let e = kv.entry(key).or_default();
+        let held_by_other = e.session.as_ref().is_some_and(|s| s != id);
+        let delayed = e.delay_until.is_some_and(|t| now < t);
+        if held_by_other || (e.session.is_none() && delayed) {
+            return json_ok(json!(false));
+        }
+        if e.session.is_none() {
+            e.lock_index += 1;
+        }
+        e.session = Some(id.clone());
+        e.value = body.to_vec();
+        e.modify_index += 1;
+        return json_ok(json!(true));
+    }
+    if let Some(id) = q.get("release") {
+        let Some(e) = kv.get_mut(&key) else {
+            return json_ok(json!(false));
+        };
+        if e.session.as_deref() != Some(id.as_str()) {
+            return json_ok(json!(false));
+        }
+        e.session = None;
+        e.modify_index += 1;
+        return json_ok(json!(true));
+    }
+    let e = kv.entry(key).or_default();
+    e.value = body.to_vec();
+    e.modify_index += 1;
+    json_ok(json!(true))
+}
+
+async fn kv_get(State(a): State<Agent>, headers: HeaderMap, Path(key): Path<String>) -> Response {
+    if let Err(r) = auth(&a, &headers) {
+        return r;
+    }
+    expire(&a.cluster);
+    let kv = a.cluster.kv.lock().unwrap();
+    let Some(e) = kv.get(&key) else {
+        return (StatusCode::NOT_FOUND, [("x-consul-index", "1")]).into_response();
+    };
+    use base64::Engine;
+    let mut entry = json!({"Key": key, "Flags": 0, "LockIndex": e.lock_index,
+        "CreateIndex": 1, "ModifyIndex": e.modify_index,
+        "Value": if e.value.is_empty() { Value::Null } else { json!(base64::engine::general_purpose::STANDARD.encode(&e.value)) }});
+    if let Some(s) = &e.session {
+        entry["Session"] = json!(s);
+    }
+    json_ok(json!([entry]))
 }

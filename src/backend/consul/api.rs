@@ -1,4 +1,4 @@
-//! The few Consul HTTP calls rancon makes (wire-formats.md section C), with Consul's error
+//! The Consul HTTP calls rancon makes (wire-formats.md section C), with Consul's error
 //! conventions: plain-text bodies, 403 for ACL denials, empty-body 200s.
 
 use crate::config::Secret;
@@ -160,6 +160,25 @@ impl Api {
             req = req.json(b);
         }
         self.send(op, url, req).await.map(drop)
+    }
+
+    /// PUT with an optional JSON body, returning the JSON answer (`true`/`false`, an object).
+    pub async fn put_for<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<T, BackendError> {
+        let mut req = self.request(reqwest::Method::PUT, url).query(query);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let body = self.send(op, url, req).await?;
+        serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
+            what: format!("{op} answer from {url}"),
+            message: e.to_string(),
+        })
     }
 
     /// `?dc=` for catalog calls, when a datacenter is configured.

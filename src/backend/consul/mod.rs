@@ -4,13 +4,14 @@
 //! and meta `rancon-owner` / `external-source=rancon`; listings keep only the owner's tag, so
 //! nothing else is ever modified or deregistered.
 
-mod api;
+pub(crate) mod api;
 mod build;
 mod wire;
 
 pub mod render;
 
 pub use render::{RESERVED_META, meta_key};
+pub use wire::url as wire_url;
 
 use self::api::{Api, is_not_found};
 use self::render::{AGENT_KEY, CHECKS_META, CheckSpec, ID_KEY, OWNER_META};
