@@ -67,7 +67,12 @@ impl Leader {
                 consul.token.clone(),
                 consul.token_file.clone(),
             ),
-            base: consul.url.trim_end_matches('/').to_string(),
+            base: cfg
+                .url
+                .as_deref()
+                .unwrap_or(&consul.url)
+                .trim_end_matches('/')
+                .to_string(),
             key: cfg
                 .key
                 .clone()

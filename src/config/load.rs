@@ -208,6 +208,7 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
     let probe = RawConfig {
         leader: Some(super::LeaderConfig {
             backend: String::new(),
+            url: None,
             key: None,
             ttl: std::time::Duration::ZERO,
             lock_delay: std::time::Duration::ZERO,

@@ -105,9 +105,13 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaderConfig {
-    /// The consul backend (a `[backends.<name>]` of `type = "consul"` with a URL without
-    /// placeholders) whose agent holds the session and the lock.
+    /// The consul backend (a `[backends.<name>]` of `type = "consul"`) whose agent, token and
+    /// TLS settings hold the session and the lock.
     pub backend: String,
+    /// Agent URL for the session and lock, instead of the backend's own (required when the
+    /// backend's url has placeholders); token and TLS settings still come from the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// KV key of the lock; default `rancon/leader/<owner>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

@@ -74,13 +74,17 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         );
     }
     if let Some(l) = &raw.leader {
+        if let Some(u) = &l.url {
+            check_http_url(&mut c, "leader.url".into(), u);
+        }
         match raw.backends.get(&l.backend) {
+            Some(BackendConfig::Consul(_)) if l.url.is_some() => {}
             Some(BackendConfig::Consul(k))
                 if Template::parse(&k.url).is_ok_and(|t| t.is_literal()) => {}
             Some(BackendConfig::Consul(_)) => c.add(
                 "leader.backend".into(),
                 format!(
-                    "backend {:?} has placeholders in its url; the lock needs one agent",
+                    "backend {:?} has placeholders in its url; set leader.url to one agent",
                     l.backend
                 ),
             ),
