@@ -1,4 +1,5 @@
 //! The compose example (own process: figment::Jail changes the working directory).
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error by value.
 
 use rancon::cli::ConfigArgs;
 
