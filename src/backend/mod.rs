@@ -1,6 +1,7 @@
 //! Backends hold registrations; they list what this owner holds and apply plans.
 
 pub mod consul;
+pub mod etcd;
 pub mod traefik_file;
 
 use crate::config::{BackendConfig, RawConfig};
@@ -62,6 +63,7 @@ pub fn build(
             Box::new(traefik_file::TraefikFile::new(name, c).map_err(|e| e.to_string())?)
         }
         BackendConfig::Consul(c) => Box::new(consul::Consul::new(name, c, global)?),
+        BackendConfig::Etcd(c) => Box::new(etcd::Etcd::new(name, c, global)?),
     })
 }
 

@@ -2,6 +2,7 @@
 //! meaning checks (`validate`) and error reports that name key and origin (`report`).
 
 pub mod consul;
+pub mod etcd;
 pub mod load;
 pub mod report;
 pub mod secret;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use consul::{CheckMode, ConsulBackendConfig, ConsulMode};
+pub use etcd::{EtcdBackendConfig, EtcdLayout};
 pub use load::{LoadOptions, Loaded, load};
 pub use report::{ConfigError, Problem};
 pub use secret::Secret;
@@ -268,6 +270,8 @@ pub enum BackendConfig {
     TraefikFile(TraefikFileConfig),
     /// A Consul agent or catalog.
     Consul(Box<ConsulBackendConfig>),
+    /// etcd keys (rancon's JSON layout or CoreDNS skydns records) under one lease.
+    Etcd(Box<EtcdBackendConfig>),
 }
 
 impl BackendConfig {
@@ -276,6 +280,7 @@ impl BackendConfig {
         match self {
             BackendConfig::TraefikFile(c) => c.sources.as_deref(),
             BackendConfig::Consul(c) => c.sources.as_deref(),
+            BackendConfig::Etcd(c) => c.sources.as_deref(),
         }
     }
 }

@@ -147,6 +147,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         match be {
             BackendConfig::TraefikFile(t) => check_traefik(&mut c, &key, t),
             BackendConfig::Consul(k) => check_consul(&mut c, &key, k),
+            BackendConfig::Etcd(e) => check_etcd(&mut c, &key, e),
         }
     }
     if c.problems.is_empty() {
@@ -357,4 +358,41 @@ fn check_consul(c: &mut Collector, key: &str, k: &ConsulBackendConfig) {
         );
     }
     check_tls(c, &format!("{key}.tls"), &k.tls);
+}
+
+fn check_etcd(c: &mut Collector, key: &str, e: &super::EtcdBackendConfig) {
+    if e.endpoints.is_empty() {
+        c.add(format!("{key}.endpoints"), "needs at least one URL");
+    }
+    for (i, u) in e.endpoints.iter().enumerate() {
+        check_http_url(c, format!("{key}.endpoints.{i}"), u);
+    }
+    let has_password = e.password.is_some() || e.password_file.is_some();
+    if e.username.is_some() != has_password {
+        c.add(
+            format!("{key}.username"),
+            "username and password (or password_file) go together",
+        );
+    }
+    if let Some(f) = &e.password_file
+        && !f.is_file()
+    {
+        c.add(
+            format!("{key}.password_file"),
+            format!("{} does not exist", f.display()),
+        );
+    }
+    if e.ttl.is_some_and(|t| t.as_secs() < 2) {
+        c.add(format!("{key}.ttl"), "must be at least 2s");
+    }
+    if e.timeout.is_zero() {
+        c.add(format!("{key}.timeout"), "must be more than 0s");
+    }
+    if e.domain.split('.').any(|l| l.is_empty()) {
+        c.add(
+            format!("{key}.domain"),
+            format!("{:?} is not a DNS domain", e.domain),
+        );
+    }
+    check_tls(c, &format!("{key}.tls"), &e.tls);
 }

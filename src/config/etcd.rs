@@ -1,0 +1,72 @@
+//! `type = "etcd"` backend configuration.
+
+use super::{ClientTls, Secret};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How registrations are laid out as etcd keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EtcdLayout {
+    /// `<prefix>/<owner>/<name>/<id>` → JSON {name, id, address, port, tags, meta}.
+    #[default]
+    Rancon,
+    /// CoreDNS etcd plugin records: `/skydns/<reversed domain>/<name>/<id>` →
+    /// {"host", "port", "ttl"}, so CoreDNS answers A and SRV queries.
+    Skydns,
+}
+
+/// `type = "etcd"`: registrations as etcd keys, all under one lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdBackendConfig {
+    /// Client URLs, tried in order, e.g. `["http://127.0.0.1:2379"]`.
+    #[serde(default = "default_endpoints")]
+    pub endpoints: Vec<String>,
+    /// etcd user (auth enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password of `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// File holding the password (wins over `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// TLS for https endpoints.
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// Key prefix; default `/rancon` (layout `rancon`) or `/skydns` (layout `skydns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `rancon` (default) or `skydns`.
+    #[serde(default)]
+    pub layout: EtcdLayout,
+    /// Layout `skydns`: the DNS domain the records answer under, e.g. `rancon.local`.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Lease TTL of every key; default 3 × `interval`. Keys expire when rancon stops.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub ttl: Option<Duration>,
+    /// Timeout of each request.
+    #[serde(default = "super::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// Names of the sources this backend reads (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+}
+
+fn default_endpoints() -> Vec<String> {
+    vec!["http://127.0.0.1:2379".into()]
+}
+
+fn default_domain() -> String {
+    "rancon.local".into()
+}
