@@ -220,3 +220,80 @@ async fn auth_with_an_etcd_user() {
     let token = etcd.token("root", "rootpw").await;
     assert_eq!(etcd.range("/rancon/", Some(&token)).await.0.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_layout_writes_kv_provider_keys_per_name() {
+    let etcd = EtcdServer::start().await;
+    etcd.put("traefik/http/routers/manual/rule", "Host(`manual`)", None)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = dir.path().join("services.toml");
+    std::fs::write(
+        &svc,
+        "[[services]]\nname = \"web\"\nhost = \"10.0.0.1\"\nport = 80\n\
+         [[services]]\nname = \"web\"\nhost = \"10.0.0.2\"\nport = 80\n\
+         [[services]]\nname = \"api\"\nhost = \"10.0.0.3\"\nport = 81\nlabels = { \"rancon.rule\" = \"PathPrefix(`/api`)\" }\n",
+    )
+    .unwrap();
+    let cfg = config(
+        dir.path(),
+        "max_deregister_fraction = 1.0",
+        &format!("endpoints = [{:?}]\nlayout = \"traefik\"", etcd.url),
+    );
+    let p = pipeline(&cfg);
+    let r = p.round(RoundOptions::default()).await;
+    assert!(!r.failed(), "{r:?}");
+    let (kvs, rev) = etcd.range("traefik/", None).await;
+    let get = |k: &str| {
+        kvs.iter()
+            .find(|(key, _, _)| key == k)
+            .map(|(_, v, _)| v.clone())
+    };
+    let s = |v: &str| Some(serde_json::Value::String(v.into()));
+    assert_eq!(get("traefik/http/routers/web/rule"), s("Host(`web`)"));
+    assert_eq!(get("traefik/http/routers/web/service"), s("web"));
+    assert_eq!(
+        get("traefik/http/services/web/loadbalancer/servers/0/url"),
+        s("http://10.0.0.1:80")
+    );
+    assert_eq!(
+        get("traefik/http/services/web/loadbalancer/servers/1/url"),
+        s("http://10.0.0.2:80")
+    );
+    assert_eq!(
+        get("traefik/http/routers/api/rule"),
+        s("PathPrefix(`/api`)")
+    );
+    // Steady: nothing written.
+    let r = p.round(RoundOptions::default()).await;
+    assert!(!r.failed());
+    assert_eq!(
+        etcd.range("traefik/", None).await.1,
+        rev,
+        "the revision did not move"
+    );
+    // One web endpoint and api vanish: web is rewritten with one server, api removed.
+    std::fs::write(
+        &svc,
+        "[[services]]\nname = \"web\"\nhost = \"10.0.0.1\"\nport = 80\n",
+    )
+    .unwrap();
+    let r = p.round(RoundOptions::default()).await;
+    assert!(!r.failed(), "{r:?}");
+    let keys: Vec<String> = etcd
+        .range("traefik/", None)
+        .await
+        .0
+        .into_iter()
+        .map(|k| k.0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "traefik/http/routers/manual/rule",
+            "traefik/http/routers/web/rule",
+            "traefik/http/routers/web/service",
+            "traefik/http/services/web/loadbalancer/servers/0/url",
+        ]
+    );
+}

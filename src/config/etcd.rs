@@ -16,6 +16,10 @@ pub enum EtcdLayout {
     /// CoreDNS etcd plugin records: `/skydns/<reversed domain>/<name>/<id>` →
     /// {"host", "port", "ttl"}, so CoreDNS answers A and SRV queries.
     Skydns,
+    /// Traefik KV provider keys under `rootKey` (`prefix`, default `traefik`): one router
+    /// (`rule` from label `rancon.rule`, else ``Host(`<name>`)``) and one load-balanced service
+    /// per name; rancon's own index of what it wrote sits under `rancon/index/`.
+    Traefik,
 }
 
 /// `type = "etcd"`: registrations as etcd keys, all under one lease.
@@ -37,10 +41,11 @@ pub struct EtcdBackendConfig {
     /// TLS for https endpoints.
     #[serde(default)]
     pub tls: ClientTls,
-    /// Key prefix; default `/rancon` (layout `rancon`) or `/skydns` (layout `skydns`).
+    /// Key prefix; default `/rancon` (layout `rancon`), `/skydns` (layout `skydns`) or
+    /// `traefik` (layout `traefik`: Traefik's `rootKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// `rancon` (default) or `skydns`.
+    /// `rancon` (default), `skydns` or `traefik`.
     #[serde(default)]
     pub layout: EtcdLayout,
     /// Layout `skydns`: the DNS domain the records answer under, e.g. `rancon.local`.

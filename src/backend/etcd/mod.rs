@@ -3,8 +3,11 @@
 //! each round keeps alive, so the entries expire by themselves when rancon stops.
 //!
 //! Ownership: layout `rancon` keeps this owner's keys under `<prefix>/<owner>/`; layout
-//! `skydns` records carry `"rancon": {"owner": …}` beside CoreDNS's fields. Only such keys are
-//! ever rewritten or deleted.
+//! `skydns` records carry `"rancon": {"owner": …}` beside CoreDNS's fields; layout `traefik`
+//! writes only the names listed in its index `rancon/index/<root>/<owner>/<name>`. Only such
+//! keys are ever rewritten or deleted.
+
+mod traefik;
 
 use super::consul::render::{service_id, split_tags};
 use super::consul::{RESERVED_META, meta_key};
@@ -15,7 +18,9 @@ use crate::model::{Endpoint, Meta, Registration, RegistrationMap};
 use crate::reconcile::Plan;
 use async_trait::async_trait;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::STANDARD;
+/// etcd's gateway carries keys and values as base64.
+const B64: base64::engine::GeneralPurpose = STANDARD;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -34,6 +39,8 @@ pub struct Etcd {
     sources: Option<Vec<String>>,
     owner: String,
     layout: EtcdLayout,
+    /// Layout `traefik`: Traefik's root key.
+    root: String,
     /// `<prefix>/<owner>` or `<prefix>/<reversed domain>`: everything rancon writes is below.
     base: String,
     ttl: Duration,
@@ -74,6 +81,7 @@ impl Etcd {
             .unwrap_or_else(|| match cfg.layout {
                 EtcdLayout::Rancon => "/rancon".into(),
                 EtcdLayout::Skydns => "/skydns".into(),
+                EtcdLayout::Traefik => "traefik".into(),
             })
             .trim_end_matches('/')
             .to_string();
@@ -83,12 +91,14 @@ impl Etcd {
                 let reversed: Vec<&str> = cfg.domain.trim_matches('.').split('.').rev().collect();
                 format!("{prefix}/{}", reversed.join("/"))
             }
+            EtcdLayout::Traefik => format!("rancon/index/{prefix}/{}", global.owner),
         };
         Ok(Self {
             name: name.to_string(),
             sources: cfg.sources.clone(),
             owner: global.owner.clone(),
             layout: cfg.layout,
+            root: prefix.clone(),
             base,
             ttl: cfg.ttl.unwrap_or(global.interval * 3),
             http: crate::http::client(cfg.timeout, &cfg.tls).map_err(|e| e.to_string())?,
@@ -264,7 +274,7 @@ impl Etcd {
     fn decode(&self, key: &str, value: &[u8]) -> Option<Registration> {
         let v: Value = serde_json::from_slice(value).ok()?;
         let stored: Stored = match self.layout {
-            EtcdLayout::Rancon => serde_json::from_value(v).ok()?,
+            EtcdLayout::Rancon | EtcdLayout::Traefik => serde_json::from_value(v).ok()?,
             EtcdLayout::Skydns => serde_json::from_value(v.get("rancon")?.clone()).ok()?,
         };
         if stored.owner != self.owner {
@@ -283,10 +293,10 @@ impl Etcd {
         })
     }
 
-    fn encode(&self, reg: &Registration) -> String {
+    fn stored(&self, reg: &Registration) -> Stored {
         let mut meta = reg.meta.clone();
         meta.retain(|k, _| !k.starts_with('@'));
-        let stored = Stored {
+        Stored {
             owner: self.owner.clone(),
             name: reg.name.clone(),
             id: reg.id.clone(),
@@ -294,9 +304,13 @@ impl Etcd {
             port: reg.port,
             tags: reg.tags.clone(),
             meta,
-        };
+        }
+    }
+
+    fn encode(&self, reg: &Registration) -> String {
+        let stored = self.stored(reg);
         match self.layout {
-            EtcdLayout::Rancon => serde_json::to_string(&stored),
+            EtcdLayout::Rancon | EtcdLayout::Traefik => serde_json::to_string(&stored),
             EtcdLayout::Skydns => serde_json::to_string(&json!({
                 "host": reg.address,
                 "port": reg.port,
@@ -375,7 +389,18 @@ impl Backend for Etcd {
                 meta.insert(k, value.clone());
             }
         }
-        meta.insert(KEY.into(), format!("{}/{name}/{id}", self.base));
+        if self.layout == EtcdLayout::Traefik {
+            // One index key per name: the name's servers are written together.
+            let rule = ep
+                .props
+                .get("rule")
+                .cloned()
+                .unwrap_or_else(|| format!("Host(`{name}`)"));
+            meta.insert(traefik::RULE.into(), rule);
+            meta.insert(KEY.into(), format!("{}/{name}", self.base));
+        } else {
+            meta.insert(KEY.into(), format!("{}/{name}/{id}", self.base));
+        }
         Ok(Registration {
             id,
             name,
@@ -406,7 +431,11 @@ impl Backend for Etcd {
                 continue;
             };
             let key = String::from_utf8_lossy(&key).to_string();
-            if let Some(mut reg) = self.decode(&key, &value) {
+            let regs = match self.layout {
+                EtcdLayout::Traefik => traefik::decode_index(self, &key, &value),
+                _ => self.decode(&key, &value).into_iter().collect(),
+            };
+            for mut reg in regs {
                 // A key on another lease (an earlier process's) would expire: rewrite it on ours.
                 if field("lease") != lease {
                     reg.meta.insert(STALE.into(), "1".into());
@@ -431,6 +460,9 @@ impl Backend for Etcd {
             let st = self.state.lock().await;
             (st.token.clone(), st.lease.clone().unwrap_or_default())
         };
+        if self.layout == EtcdLayout::Traefik {
+            return traefik::apply(self, actual, plan, token.as_deref(), &lease).await;
+        }
         let ops: Vec<(&Registration, bool)> = plan
             .register
             .values()
