@@ -49,6 +49,15 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+fn pipeline(cfg: std::path::PathBuf) -> rancon::reconcile::engine::Pipeline {
+    let loaded = rancon::config::load(&rancon::config::LoadOptions {
+        file: Some(cfg),
+        sets: vec![],
+    })
+    .unwrap();
+    rancon::app::build(&loaded.raw).unwrap()
+}
+
 struct Child(std::process::Child);
 
 impl Drop for Child {
@@ -171,12 +180,7 @@ async fn an_empty_source_answer_never_empties_consul_unless_forced() {
         ),
     )
     .unwrap();
-    let loaded = rancon::config::load(&rancon::config::LoadOptions {
-        file: Some(cfg),
-        sets: vec![],
-    })
-    .unwrap();
-    let p = rancon::app::build(&loaded.raw).unwrap();
+    let p = pipeline(cfg);
     assert!(!p.round(RoundOptions::default()).await.failed());
     assert_eq!(c.agent_services(0).len(), 100);
     // The source now answers "nothing" (not an error): the guard holds everything back.
@@ -220,12 +224,7 @@ async fn transient_consul_failures_are_retried_within_the_round() {
         ),
     )
     .unwrap();
-    let loaded = rancon::config::load(&rancon::config::LoadOptions {
-        file: Some(cfg),
-        sets: vec![],
-    })
-    .unwrap();
-    let p = rancon::app::build(&loaded.raw).unwrap();
+    let p = pipeline(cfg);
     let r = p.round(Default::default()).await;
     assert!(!r.failed(), "{r:?}");
     assert_eq!(c.agent_services(0).len(), 1);

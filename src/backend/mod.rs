@@ -79,3 +79,24 @@ pub fn port_of(ep: &Endpoint) -> Result<u16, Skip> {
             reason: format!("port {:?} is not a number from 1 to 65535", ep.prop("port")),
         })
 }
+
+/// Tags from labels `rancon.tag` / `rancon.tags` (comma-separated; `\,` keeps a comma).
+pub fn label_tags(ep: &Endpoint) -> std::collections::BTreeSet<String> {
+    ["tag", "tags"]
+        .iter()
+        .filter_map(|k| ep.props.get(*k))
+        .flat_map(|v| consul::render::split_tags(v))
+        .collect()
+}
+
+/// Meta from labels `rancon.meta.K=V`, keys sanitised, rancon's reserved keys left out.
+pub fn label_meta(ep: &Endpoint) -> crate::model::Meta {
+    ep.props
+        .iter()
+        .filter_map(|(key, value)| {
+            let k = consul::meta_key(key.strip_prefix("meta_")?);
+            (!k.is_empty() && !consul::RESERVED_META.contains(&k.as_str()))
+                .then(|| (k, value.clone()))
+        })
+        .collect()
+}

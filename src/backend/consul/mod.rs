@@ -18,7 +18,7 @@ use self::render::{AGENT_KEY, CHECKS_META, CheckSpec, ID_KEY, OWNER_META};
 use super::{ApplyReport, Backend, Listing, port_of};
 use crate::config::{CheckMode, ConsulMode};
 use crate::error::{BackendError, Skip};
-use crate::model::{Endpoint, Health, Meta, Registration, RegistrationMap};
+use crate::model::{Endpoint, Health, Registration, RegistrationMap};
 use crate::reconcile::Plan;
 use crate::template::Template;
 use async_trait::async_trait;
@@ -494,21 +494,9 @@ impl Backend for Consul {
                 tags.insert(tag);
             }
         }
-        for key in ["tag", "tags"] {
-            if let Some(v) = ep.props.get(key) {
-                tags.extend(render::split_tags(v));
-            }
-        }
+        tags.extend(super::label_tags(ep));
         tags.insert(self.owner_tag.clone());
-        let mut meta = Meta::new();
-        for (key, value) in &ep.props {
-            if let Some(k) = key.strip_prefix("meta_").map(meta_key)
-                && !k.is_empty()
-                && !RESERVED_META.contains(&k.as_str())
-            {
-                meta.insert(k, value.clone());
-            }
-        }
+        let mut meta = super::label_meta(ep);
         for (k, t) in &self.meta {
             let v = t
                 .render(&props)

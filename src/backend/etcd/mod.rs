@@ -9,8 +9,7 @@
 
 mod traefik;
 
-use super::consul::render::{service_id, split_tags};
-use super::consul::{RESERVED_META, meta_key};
+use super::consul::render::service_id;
 use super::{ApplyReport, Backend, Listing, port_of};
 use crate::config::{EtcdBackendConfig, EtcdLayout, RawConfig, Secret};
 use crate::error::{BackendError, Skip};
@@ -374,21 +373,8 @@ impl Backend for Etcd {
         let name = service_id(ep.prop("name"));
         let address = ep.prop("host").to_string();
         let id = service_id(&format!("{name}-{address}-{port}"));
-        let mut tags = BTreeSet::new();
-        for key in ["tag", "tags"] {
-            if let Some(v) = ep.props.get(key) {
-                tags.extend(split_tags(v));
-            }
-        }
-        let mut meta = Meta::new();
-        for (key, value) in &ep.props {
-            if let Some(k) = key.strip_prefix("meta_").map(meta_key)
-                && !k.is_empty()
-                && !RESERVED_META.contains(&k.as_str())
-            {
-                meta.insert(k, value.clone());
-            }
-        }
+        let tags = super::label_tags(ep);
+        let mut meta = super::label_meta(ep);
         if self.layout == EtcdLayout::Traefik {
             // One index key per name: the name's servers are written together.
             let rule = ep
