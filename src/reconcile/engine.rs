@@ -223,8 +223,10 @@ impl Pipeline {
         drop(endpoints);
         let mut backends = Vec::new();
         for (be, (desired, skipped)) in self.backends.iter().zip(wanted) {
+            let span = tracing::info_span!("backend", name = be.name());
             let mut outcome = self
                 .backend_round(be.as_ref(), desired, &failed_sources, opts)
+                .instrument(span)
                 .await;
             outcome.skipped = skipped;
             backends.push(outcome);
