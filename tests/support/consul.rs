@@ -432,6 +432,18 @@ fn str_field(v: &Value, name: &str) -> String {
         .to_string()
 }
 
+/// What every listing handler starts with: the ACL check (anonymous callers see nothing)
+/// and the `?filter=` tag.
+fn read_prelude(
+    a: &Agent,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    selector: &str,
+) -> Result<(bool, Option<String>), Response> {
+    let anonymous = matches!(auth(a, headers)?, Auth::Anonymous);
+    Ok((anonymous, tag_filter(q, selector)?))
+}
+
 /// Supports the one filter form rancon sends: `"<tag>" in Tags` (or `ServiceTags`).
 fn tag_filter(q: &HashMap<String, String>, selector: &str) -> Result<Option<String>, Response> {
     let Some(f) = q.get("filter") else {
@@ -586,13 +598,8 @@ async fn agent_services(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let anonymous = match auth(&a, &headers) {
-        Ok(Auth::Anonymous) => true,
-        Ok(Auth::Ok) => false,
-        Err(r) => return r,
-    };
-    let tag = match tag_filter(&q, "Tags") {
-        Ok(t) => t,
+    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "Tags") {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let nodes = a.cluster.nodes.lock().unwrap();
@@ -821,12 +828,8 @@ async fn catalog_services(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let anonymous = match auth(&a, &headers) {
-        Ok(x) => matches!(x, Auth::Anonymous),
-        Err(r) => return r,
-    };
-    let tag = match tag_filter(&q, "ServiceTags") {
-        Ok(t) => t,
+    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "ServiceTags") {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let nodes = a.cluster.nodes.lock().unwrap();
@@ -852,12 +855,8 @@ async fn catalog_service(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let anonymous = match auth(&a, &headers) {
-        Ok(x) => matches!(x, Auth::Anonymous),
-        Err(r) => return r,
-    };
-    let tag = match tag_filter(&q, "ServiceTags") {
-        Ok(t) => t,
+    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "ServiceTags") {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let nodes = a.cluster.nodes.lock().unwrap();
@@ -883,12 +882,8 @@ async fn node_services(
     Path(node_name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let anonymous = match auth(&a, &headers) {
-        Ok(x) => matches!(x, Auth::Anonymous),
-        Err(r) => return r,
-    };
-    let tag = match tag_filter(&q, "Tags") {
-        Ok(t) => t,
+    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "Tags") {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let nodes = a.cluster.nodes.lock().unwrap();
