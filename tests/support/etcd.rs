@@ -22,51 +22,71 @@ fn free_port() -> u16 {
 }
 
 impl EtcdServer {
+    /// Starts etcd; a start that dies (a port taken between choosing and binding it, when
+    /// tests run in parallel) is retried on new ports.
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = std::process::Command::new("etcd")
-            .args([
-                "--name",
-                "test",
-                "--data-dir",
-                &dir.path().join("data").display().to_string(),
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("test={peer_url}"),
-                "--log-level",
-                "error",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("etcd not installed: apt-get install -y etcd-server");
         let http = rancon::http::client(Duration::from_secs(5), &Default::default()).unwrap();
-        let server = Self {
-            child,
-            _dir: dir,
-            url,
-            http,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server
-            .call("kv/range", json!({"key": B64.encode("x")}), None)
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "etcd did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        for _attempt in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let (client, peer) = (free_port(), free_port());
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = dir.path().join("etcd.log");
+            let child = std::process::Command::new("etcd")
+                .args([
+                    "--name",
+                    "test",
+                    "--data-dir",
+                    &dir.path().join("data").display().to_string(),
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                    "--initial-cluster",
+                    &format!("test={peer_url}"),
+                    "--log-level",
+                    "warn",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("etcd not installed: apt-get install -y etcd-server");
+            let mut server = Self {
+                child,
+                _dir: dir,
+                url,
+                http: http.clone(),
+            };
+            // A loaded 2-core CI machine can take a while to fsync etcd's first WAL.
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                if server
+                    .call("kv/range", json!({"key": B64.encode("x")}), None)
+                    .await
+                    .is_ok()
+                {
+                    return server;
+                }
+                if server.child.try_wait().unwrap().is_some() {
+                    eprintln!(
+                        "etcd exited at start, retrying on other ports: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-        server
+        panic!("etcd failed to start five times");
     }
 
     pub async fn call(
