@@ -104,14 +104,18 @@ impl RoundReport {
     }
 }
 
+/// Whether backend `be` reads source `src`.
+fn feeds(be: &dyn Backend, src: &str) -> bool {
+    be.sources().is_none_or(|s| s.iter().any(|x| x == src))
+}
+
 /// What `be` should hold for these endpoints (only those of the sources it reads), and the
 /// endpoints it could not render.
 fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Vec<Skip>) {
     let name = be.name();
-    let feeds = |src: &str| be.sources().is_none_or(|s| s.iter().any(|x| x == src));
     let mut desired = RegistrationMap::new();
     let mut skipped = Vec::new();
-    for ep in endpoints.iter().filter(|ep| feeds(&ep.source)) {
+    for ep in endpoints.iter().filter(|ep| feeds(be, &ep.source)) {
         match be.render(ep) {
             Ok(reg) => {
                 if let Some(prev) = desired.get(&reg.id) {
@@ -140,6 +144,13 @@ pub struct PurgePlan {
 }
 
 impl Pipeline {
+    /// True while leader election says another replica writes.
+    fn standby(&self) -> bool {
+        self.write_gate
+            .as_ref()
+            .is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// Lists everything this owner holds in backend `name` and plans its removal. The sources
     /// are read only to tell a backend with one agent per host where to look.
     pub async fn purge_plan(&self, name: &str) -> Result<PurgePlan, String> {
@@ -235,10 +246,7 @@ impl Pipeline {
             sources,
             backends,
             dry_run: opts.dry_run,
-            standby: self
-                .write_gate
-                .as_ref()
-                .is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst)),
+            standby: self.standby(),
         }
     }
 
@@ -250,7 +258,6 @@ impl Pipeline {
         opts: RoundOptions,
     ) -> BackendOutcome {
         let name = be.name();
-        let feeds = |src: &str| be.sources().is_none_or(|s| s.iter().any(|x| x == src));
         let mut out = BackendOutcome {
             backend: name.to_string(),
             ..Default::default()
@@ -272,7 +279,7 @@ impl Pipeline {
             }
         };
         let (mut p, unchanged) = plan_owned(desired, &actual);
-        let incomplete = failed_sources.iter().any(|s| feeds(s));
+        let incomplete = failed_sources.iter().any(|s| feeds(be, s));
         if incomplete && !p.deregister.is_empty() {
             out.held_back = p.deregister.len();
             p.deregister.clear();
@@ -293,10 +300,7 @@ impl Pipeline {
         }
         // A standby replica plans like the leader but never writes; the gate is looked at
         // right before writing, so a leadership lost during the round stops the writes.
-        let standby = self
-            .write_gate
-            .as_ref()
-            .is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst));
+        let standby = self.standby();
         if standby && !opts.dry_run {
             tracing::debug!(backend = name, writes = p.writes(), "standby: not writing");
         }

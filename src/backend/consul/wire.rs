@@ -28,6 +28,11 @@ fn consul_meta(reg: &Registration) -> BTreeMap<&str, &str> {
         .collect()
 }
 
+/// The tags as Consul takes them (a list).
+fn tags(reg: &Registration) -> Vec<&str> {
+    reg.tags.iter().map(String::as_str).collect()
+}
+
 /// `PUT /v1/agent/service/register` body.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -68,7 +73,7 @@ impl<'a> AgentService<'a> {
         Self {
             id: &reg.id,
             name: &reg.name,
-            tags: reg.tags.iter().map(String::as_str).collect(),
+            tags: tags(reg),
             address: &reg.address,
             port: reg.port,
             meta: consul_meta(reg),
@@ -157,7 +162,7 @@ impl<'a> CatalogRegister<'a> {
             service: CatalogService {
                 id: &reg.id,
                 service: &reg.name,
-                tags: reg.tags.iter().map(String::as_str).collect(),
+                tags: tags(reg),
                 address: &reg.address,
                 port: reg.port,
                 meta: consul_meta(reg),
