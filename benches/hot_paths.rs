@@ -23,6 +23,7 @@ fn regs(n: usize, churn_every: usize) -> RegistrationMap {
                 meta: [("rancon-owner".to_string(), "default".to_string())]
                     .into_iter()
                     .collect(),
+                private: Default::default(),
                 health: None,
             };
             (r.id.clone(), r)
@@ -54,13 +55,13 @@ fn benches(c: &mut Criterion) {
     let actual = regs(10_000, 0);
     let desired = regs(10_000, 100);
     c.bench_function("plan_10k_1pct_churn", |b| {
-        b.iter(|| rancon::reconcile::plan(black_box(&desired), black_box(&actual)))
+        b.iter(|| rancon::plan::plan(black_box(&desired), black_box(&actual)))
     });
     // What the round engine runs: the desired map moved in (its copy made outside the timing).
     c.bench_function("plan_owned_10k_1pct_churn", |b| {
         b.iter_batched(
             || desired.clone(),
-            |d| rancon::reconcile::plan_owned(d, black_box(&actual)),
+            |d| rancon::plan::plan_owned(d, black_box(&actual)),
             criterion::BatchSize::LargeInput,
         )
     });

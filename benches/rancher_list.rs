@@ -7,9 +7,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use rancon::config::{RancherSourceConfig, RawConfig};
+use rancon::build::Config;
 use rancon::source::Source;
 use rancon::source::rancher::RancherSource;
+use rancon::source::rancher::RancherSourceConfig;
 use std::time::Instant;
 use support::rancher::{Project, Rancher, service};
 
@@ -33,7 +34,7 @@ fn main() {
         };
         let double = Rancher::start(vec![project], None).await;
         let cfg: RancherSourceConfig = toml::from_str(&format!("url = {:?}", double.url("/v2-beta/projects/1a5"))).unwrap();
-        let src = RancherSource::new("bench", &cfg, &RawConfig::default()).unwrap();
+        let src = RancherSource::new("bench", &cfg, &Config::default().common()).unwrap();
         let (eps, _) = src.fetch().await.unwrap(); // warm-up, and a sanity check
         assert_eq!(eps.len(), SERVICES);
         let before = double.requests();

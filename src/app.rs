@@ -1,11 +1,11 @@
 //! load → validate → build → run rounds until told to stop.
 
-use crate::backend;
+pub use crate::build::build;
+use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
-use crate::config::{self, ConfigError, LoadOptions, Loaded, RawConfig};
-use crate::reconcile::engine::{Pipeline, RoundOptions, RoundReport};
+use crate::config::{self, ConfigError, LoadOptions};
+use crate::engine::{Pipeline, RoundOptions, RoundReport};
 use crate::serve::{self, Status};
-use crate::source;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,71 +20,41 @@ fn load_options(args: &ConfigArgs) -> LoadOptions {
     }
 }
 
-/// Loads and validates the configuration.
+/// Loads and validates the configuration (the top level, each component, the leader).
 pub fn load_valid(args: &ConfigArgs) -> Result<Loaded, ConfigError> {
     let loaded = config::load(&load_options(args))?;
-    config::validate::validate(&loaded)?;
+    validate(&loaded)?;
     Ok(loaded)
 }
 
-/// Builds the pipeline from a validated configuration.
-pub fn build(raw: &RawConfig) -> Result<Pipeline, ConfigError> {
-    let mut problems = Vec::new();
-    let mut sources = Vec::new();
-    for (name, cfg) in &raw.sources {
-        match source::build(name, cfg, raw) {
-            Ok(s) => sources.push(s),
-            Err(e) => problems.push(problem(format!("sources.{name}"), e)),
-        }
-    }
-    let mut backends = Vec::new();
-    for (name, cfg) in &raw.backends {
-        match backend::build(name, cfg, raw) {
-            Ok(b) => backends.push(b),
-            Err(e) => problems.push(problem(format!("backends.{name}"), e)),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
-    }
-    Ok(Pipeline {
-        sources,
-        backends,
-        max_deregister_fraction: raw.max_deregister_fraction,
-        write_gate: None,
-    })
-}
-
-fn problem(key: String, message: String) -> config::Problem {
-    config::Problem {
-        key,
-        message,
-        origin: None,
-    }
+fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
+    let mut c = config::validate::check(loaded);
+    crate::leader::check(&loaded.config, &mut c);
+    c.finish()
 }
 
 /// `rancon schema`: the JSON Schema of the configuration.
 pub fn schema() -> String {
-    let schema = schemars::schema_for!(RawConfig);
+    let schema = schemars::schema_for!(Config);
     serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
 }
 
 /// `rancon check`: prints a ✓/✗ report; 0 when valid, 78 when not.
 pub async fn check(args: &CheckArgs) -> ExitCode {
-    let loaded = match config::load(&load_options(&args.config)) {
+    let loaded: Loaded = match config::load(&load_options(&args.config)) {
         Ok(l) => l,
         Err(e) => return config_failed("load", &e),
     };
     println!("✓ loaded");
-    if let Err(e) = config::validate::validate(&loaded) {
+    if let Err(e) = validate(&loaded) {
         return config_failed("validate", &e);
     }
     println!(
         "✓ validated: {} source(s), {} backend(s)",
-        loaded.raw.sources.len(),
-        loaded.raw.backends.len()
+        loaded.config.sources.len(),
+        loaded.config.backends.len()
     );
-    let pipeline = match build(&loaded.raw) {
+    let pipeline = match build(&loaded.config) {
         Ok(p) => p,
         Err(e) => return config_failed("build", &e),
     };
@@ -109,7 +79,11 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
             match b.list(&Default::default()).await {
                 Ok(l) if !l.partial.is_empty() => {
                     ok = false;
-                    println!("✗ backend {}: {}", b.name(), l.partial.join("; "))
+                    println!(
+                        "✗ backend {}: {}",
+                        b.name(),
+                        crate::error::joined(&l.partial)
+                    )
                 }
                 Ok(l) => println!(
                     "✓ backend {}: {} owned registration(s)",
@@ -123,7 +97,7 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
             }
         }
     }
-    println!("\nresolved configuration:\n{}", resolved(&loaded.raw));
+    println!("\nresolved configuration:\n{}", resolved(&loaded.config));
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -132,7 +106,7 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
 }
 
 /// The resolved configuration as TOML (secrets are masked by their types).
-pub fn resolved(raw: &RawConfig) -> String {
+pub fn resolved(raw: &Config) -> String {
     toml::to_string(raw).unwrap_or_else(|e| format!("<cannot render: {e}>"))
 }
 
@@ -144,7 +118,7 @@ fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
 
 /// `rancon run`: one round with --once, else rounds every `interval` until SIGINT/SIGTERM.
 pub async fn run(args: &RunArgs) -> ExitCode {
-    let built = load_valid(&args.config).and_then(|l| build(&l.raw).map(|p| (l, p)));
+    let built = load_valid(&args.config).and_then(|l| build(&l.config).map(|p| (l, p)));
     let (loaded, mut pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
@@ -152,7 +126,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let leader = match leader(&loaded.raw) {
+    let leader = match leader(&loaded.config) {
         Ok(l) => l.map(Arc::new),
         Err(e) => {
             eprintln!("error: leader: {e}");
@@ -179,7 +153,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let raw = &loaded.raw;
+    let raw = &loaded.config;
     let status = Arc::new(Status::new(
         raw.http
             .hangup_after
@@ -236,15 +210,15 @@ pub async fn run(args: &RunArgs) -> ExitCode {
 }
 
 /// The leader election the config asks for, if any.
-fn leader(raw: &RawConfig) -> Result<Option<crate::leader::Leader>, String> {
+fn leader(raw: &Config) -> anyhow::Result<Option<crate::leader::Leader>> {
     let Some(cfg) = &raw.leader else {
         return Ok(None);
     };
     match raw.backends.get(&cfg.backend) {
-        Some(config::BackendConfig::Consul(c)) => {
-            crate::leader::Leader::new(cfg, c, &raw.owner).map(Some)
+        Some(crate::backend::BackendConfig::Consul(c)) => {
+            Ok(Some(crate::leader::Leader::new(cfg, c, &raw.owner)?))
         }
-        _ => Err(format!("{:?} is not a consul backend", cfg.backend)),
+        _ => anyhow::bail!("{:?} is not a consul backend", cfg.backend),
     }
 }
 
@@ -255,13 +229,13 @@ fn jittered(interval: Duration) -> Duration {
 
 async fn one_round(pipeline: &Pipeline, opts: RoundOptions, output: Output) -> RoundReport {
     let report = pipeline.round(opts).await;
-    let (reg, upd, dereg, unchanged, failed) = report.totals();
+    let t = report.totals();
     tracing::info!(
-        registered = reg,
-        updated = upd,
-        deregistered = dereg,
-        unchanged,
-        failed,
+        registered = t.registered,
+        updated = t.updated,
+        deregistered = t.deregistered,
+        unchanged = t.unchanged,
+        failed = t.failed,
         dry_run = opts.dry_run,
         "round done"
     );
@@ -281,7 +255,7 @@ fn print_plan(report: &RoundReport, output: Output) {
     }
     for b in &report.backends {
         println!("backend {}:", b.backend);
-        if let Some(e) = &b.error {
+        if let Some(e) = b.error_text() {
             println!("  ! {e}");
         }
         let Some(p) = &b.plan else { continue };

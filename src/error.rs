@@ -1,9 +1,10 @@
-//! Typed errors the engine branches on.
+//! Typed errors that cross module boundaries, and the skip record of one endpoint.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A source could not list its services; the round deregisters nothing it feeds.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     /// The server refused the credentials (401/403). Never names the secret.
     #[error("{url}: credentials rejected ({status}) for access key {access_key:?}")]
@@ -38,8 +39,8 @@ pub enum SourceError {
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shared, so reports can be cloned).
+        source: Arc<std::io::Error>,
     },
     /// Content that does not have the expected shape.
     #[error("cannot parse {what}: {message}")]
@@ -52,7 +53,7 @@ pub enum SourceError {
 }
 
 /// A backend could not list or write.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// Local I/O failed (the Traefik file).
     #[error("cannot {op} {path}: {source}")]
@@ -61,8 +62,8 @@ pub enum BackendError {
         op: &'static str,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shared, so reports can be cloned).
+        source: Arc<std::io::Error>,
     },
     /// The registry refused the ACL token (HTTP 403).
     #[error("{backend}: ACL token rejected on {op} {url}: {message}")]
@@ -110,6 +111,81 @@ pub enum BackendError {
         /// The decoder's message.
         message: String,
     },
+    /// What rancon would write cannot be encoded.
+    #[error("cannot encode {what}: {message}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's message.
+        message: String,
+    },
+    /// A write not tried because listing its server failed this round.
+    #[error("not attempted: listing this agent failed ({cause})")]
+    NotAttempted {
+        /// The listing error.
+        cause: Box<BackendError>,
+    },
+}
+
+/// A component could not be built from its (validated) configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A template that does not compile.
+    #[error("{what} {text:?}: {source}")]
+    Template {
+        /// Which template (`id`, `tag`, `default_rule`, …).
+        what: &'static str,
+        /// Its text.
+        text: String,
+        /// The parser's message.
+        source: crate::template::TemplateError,
+    },
+    /// The HTTP client (TLS files, settings).
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpSetupError),
+    /// Anything else the component refuses (a bad glob).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BuildError {
+    /// Compiles a template, naming it on failure.
+    pub fn template(what: &'static str, text: &str) -> Result<crate::template::Template, Self> {
+        crate::template::Template::parse(text).map_err(|source| BuildError::Template {
+            what,
+            text: text.to_string(),
+            source,
+        })
+    }
+}
+
+/// Why an endpoint was skipped, as counted in metrics (`reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipKind {
+    /// A template or label value that does not render.
+    Template,
+    /// A port that is not 1–65535.
+    Port,
+    /// A label with a bad value (a check duration).
+    Label,
+    /// An item of unexpected shape.
+    Shape,
+    /// Beyond a registry's limits (Consul meta).
+    Limit,
+}
+
+impl SkipKind {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipKind::Template => "template",
+            SkipKind::Port => "port",
+            SkipKind::Label => "label",
+            SkipKind::Shape => "shape",
+            SkipKind::Limit => "limit",
+        }
+    }
 }
 
 /// An endpoint that cannot be registered; only that endpoint is skipped.
@@ -118,8 +194,33 @@ pub enum BackendError {
 pub struct Skip {
     /// Which endpoint (`source/service@host:port`).
     pub endpoint: String,
-    /// A short class for metrics: `template`, `port`, `label`, `shape`, `limit`.
-    pub kind: &'static str,
+    /// A short class for metrics.
+    pub kind: SkipKind,
     /// Why.
     pub reason: String,
+}
+
+/// Serializes an error as its message, for JSON reports.
+pub fn as_text<S: serde::Serializer>(e: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&e.to_string())
+}
+
+/// Serializes an optional error as its message or `null`.
+pub fn opt_as_text<S: serde::Serializer>(
+    e: &Option<impl std::fmt::Display>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.serialize_str(&e.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Messages joined with `; `.
+pub fn joined<E: std::fmt::Display>(errors: &[E]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -102,6 +102,21 @@ pub fn retry_policy() -> backon::ExponentialBuilder {
         .with_jitter()
 }
 
+/// Runs `attempt`, retrying the failures `transient` accepts under `retry_policy`.
+pub async fn with_retry<T, E, F, Fut>(attempt: F, transient: impl Fn(&E) -> bool) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use backon::Retryable;
+    attempt
+        .retry(retry_policy())
+        .when(transient)
+        .notify(|e, after| tracing::debug!(error = %e, ?after, "retrying"))
+        .await
+}
+
 /// Whether an HTTP status is worth retrying.
 pub fn transient_status(status: u16) -> bool {
     status >= 500 || status == 429

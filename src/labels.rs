@@ -36,6 +36,83 @@ fn is_false(v: &str) -> bool {
     matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")
 }
 
+/// Meta key naming the owning rancon deployment.
+pub const OWNER_META: &str = "rancon-owner";
+/// Meta key holding a record of the checks rancon attached (Consul).
+pub const CHECKS_META: &str = "rancon-checks";
+/// Meta keys rancon sets itself; config and labels cannot override them.
+pub const RESERVED_META: &[&str] = &[OWNER_META, "external-source", CHECKS_META];
+
+/// Tags from labels `rancon.tag` / `rancon.tags` (comma-separated; `\,` keeps a comma).
+pub fn label_tags(props: &Props) -> std::collections::BTreeSet<String> {
+    ["tag", "tags"]
+        .iter()
+        .filter_map(|k| props.get(*k))
+        .flat_map(|v| split_tags(v))
+        .collect()
+}
+
+/// Meta from labels `rancon.meta.K=V`, keys sanitised, rancon's reserved keys left out.
+pub fn label_meta(props: &Props) -> crate::model::Meta {
+    props
+        .iter()
+        .filter_map(|(key, value)| {
+            let k = meta_key(key.strip_prefix("meta_")?);
+            (!k.is_empty() && !RESERVED_META.contains(&k.as_str())).then(|| (k, value.clone()))
+        })
+        .collect()
+}
+
+/// Splits a `rancon.tags` value on commas; `\,` keeps a comma (Traefik rules need them).
+pub fn split_tags(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                cur.push(',');
+                chars.next();
+            }
+            ',' => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Meta keys may hold `[A-Za-z0-9_-]` (Consul's rule, at most 128); anything else becomes `_`.
+pub fn meta_key(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(128)
+        .collect()
+}
+
+/// Lower-cases and maps every character outside `[a-z0-9-]` to `-` (the service id rule).
+pub fn service_id(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

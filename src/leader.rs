@@ -5,15 +5,44 @@
 //! lock is released, and nobody may take it for `lock_delay`, so writes the old leader had in
 //! flight end before another replica starts. A graceful stop releases the lock first (no delay).
 
-use crate::backend::consul::api::Api;
-use crate::backend::consul::wire_url;
-use crate::config::{ConsulBackendConfig, LeaderConfig};
-use crate::error::BackendError;
+use crate::backend::BackendConfig;
+use crate::backend::consul::ConsulBackendConfig;
+use crate::build::Config;
+use crate::config::secret::SecretSource;
+use crate::config::{Collector, LeaderConfig};
+use crate::consul::{Api, go_duration, is_not_found, url as wire_url};
+use crate::error::{BackendError, BuildError};
+use crate::template::Template;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+
+/// The checks of `[leader]` that need the backends: it names a consul backend whose url is one
+/// agent (or `leader.url` is set).
+pub fn check(cfg: &Config, c: &mut Collector<'_>) {
+    let Some(l) = &cfg.leader else { return };
+    match cfg.backends.get(&l.backend) {
+        Some(BackendConfig::Consul(_)) if l.url.is_some() => {}
+        Some(BackendConfig::Consul(k)) if Template::parse(&k.url).is_ok_and(|t| t.is_literal()) => {
+        }
+        Some(BackendConfig::Consul(_)) => c.add(
+            "leader.backend",
+            format!(
+                "backend {:?} has placeholders in its url; set leader.url to one agent",
+                l.backend
+            ),
+        ),
+        _ => c.add(
+            "leader.backend",
+            format!(
+                "names {:?}, which is not a configured consul backend",
+                l.backend
+            ),
+        ),
+    }
+}
 
 /// One replica's side of the election.
 pub struct Leader {
@@ -57,15 +86,14 @@ impl Leader {
         cfg: &LeaderConfig,
         consul: &ConsulBackendConfig,
         owner: &str,
-    ) -> Result<Self, String> {
-        let http = crate::http::client(consul.timeout, &consul.tls).map_err(|e| e.to_string())?;
+    ) -> Result<Self, BuildError> {
+        let http = crate::http::client(consul.timeout, &consul.tls)?;
         Ok(Self {
             api: Api::new(
                 "leader",
                 http,
                 None,
-                consul.token.clone(),
-                consul.token_file.clone(),
+                SecretSource::new(consul.token.clone(), consul.token_file.clone()),
             ),
             base: cfg
                 .url
@@ -101,6 +129,7 @@ impl Leader {
 
     /// One election step: keep (or create) the session, then take or confirm the lock.
     pub async fn tick(&self) {
+        self.api.refresh_token().await;
         let mut st = self.state.lock().await;
         match self.step(&mut st).await {
             Ok(held) => {
@@ -132,7 +161,7 @@ impl Leader {
                 )
                 .await;
             if let Err(e) = renewed {
-                if crate::backend::consul::api::is_not_found(&e) {
+                if is_not_found(&e) {
                     tracing::warn!("leader election: session expired; starting a new one");
                     st.session = None;
                     self.set(false);
@@ -146,9 +175,9 @@ impl Leader {
             None => {
                 let body = SessionCreate {
                     name: &self.name,
-                    ttl: crate::backend::consul::render::go_duration(self.ttl),
+                    ttl: go_duration(self.ttl),
                     behavior: "release",
-                    lock_delay: crate::backend::consul::render::go_duration(self.lock_delay),
+                    lock_delay: go_duration(self.lock_delay),
                 };
                 let created: Created = self
                     .api

@@ -1,20 +1,22 @@
 //! rancon keeps a service registry in step with an orchestrator.
 //!
-//! Data flows one way: config → build → fetch → pure plan → apply
-//! (see `../shared/design/ARCHITECTURE.md`).
+//! Data flows one way: config → build → fetch → pure plan → apply (see ARCHITECTURE.md).
 
 pub mod app;
 pub mod backend;
+pub mod build;
 pub mod cli;
 pub mod config;
+pub mod consul;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod purge;
-pub mod reconcile;
 pub mod serve;
 pub mod source;
 pub mod template;

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`rancon_*`), fed from each round's report.
 
-use crate::reconcile::engine::RoundReport;
+use crate::engine::RoundReport;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -167,7 +167,7 @@ impl Metrics {
                     .set(s.endpoints as i64);
             }
             for skip in &s.skipped {
-                self.skip(skip.kind);
+                self.skip(skip.kind.as_str());
             }
         }
         for b in &report.backends {
@@ -175,7 +175,7 @@ impl Metrics {
                 backend: b.backend.clone(),
             };
             for skip in &b.skipped {
-                self.skip(skip.kind);
+                self.skip(skip.kind.as_str());
             }
             if b.guard_tripped {
                 self.guard_trips.get_or_create(&l).inc();
@@ -190,7 +190,8 @@ impl Metrics {
             else {
                 continue;
             };
-            let ok = |id: &String| !b.failed.iter().any(|(f, _)| f == id);
+            let failed = b.failed_ids();
+            let ok = |id: &String| !failed.contains(id.as_str());
             let count = |it: &mut dyn Iterator<Item = &String>| it.filter(|id| ok(id)).count();
             self.registrations
                 .get_or_create(&l)

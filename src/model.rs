@@ -52,10 +52,13 @@ pub struct Registration {
     pub port: u16,
     /// Tags, compared as a set.
     pub tags: BTreeSet<String>,
-    /// Backend-specific attributes (Consul meta, Traefik rule, …). A flat sorted map: a
+    /// What goes into the registry as metadata (Consul service meta). A flat sorted map: a
     /// handful of entries per registration, 10,000s of registrations.
     #[serde(serialize_with = "meta_as_map")]
     pub meta: Meta,
+    /// What the backend keeps for itself; never written as meta.
+    #[serde(default, skip_serializing_if = "Private::is_empty")]
+    pub private: Private,
     /// The source's view of the service's health, for backends that mirror it (a Consul TTL
     /// check). It is state, not content: the planner ignores it, so a health change never
     /// re-registers anything.
@@ -64,7 +67,8 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Whether two registrations have the same content (everything but `health`).
+    /// Whether two registrations have the same content: everything but `health`, and of the
+    /// private part what `Private` says is compared.
     pub fn same(&self, other: &Registration) -> bool {
         self.id == other.id
             && self.name == other.name
@@ -72,6 +76,52 @@ impl Registration {
             && self.port == other.port
             && self.tags == other.tags
             && self.meta == other.meta
+            && self.private.location == other.private.location
+            && self.private.attrs == other.private.attrs
+            && !self.private.stale
+            && !other.private.stale
+    }
+}
+
+/// What a backend keeps about a registration for itself. The planner compares `location`
+/// and `attrs` (a change means a rewrite), treats a `stale` copy as never the same, and
+/// ignores `registry_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Private {
+    /// Where it lives: a Consul agent's URL, an etcd key. A new place is a move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The id the registry knows it by, when the map's key differs (the same id found on a
+    /// second agent is keyed apart so it is cleaned up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_id: Option<String>,
+    /// Content written beside the registration that is not meta (a Traefik router's rule
+    /// and entry points).
+    #[serde(
+        default,
+        skip_serializing_if = "Meta::is_empty",
+        serialize_with = "meta_as_map"
+    )]
+    pub attrs: Meta,
+    /// The listed copy must be rewritten even though it matches (an etcd key on an earlier
+    /// process's lease, which would expire).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+impl Private {
+    /// True when the backend keeps nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Private::default()
+    }
+}
+
+/// `host` as it stands before `:port` in a URL or address: IPv6 addresses in brackets.
+pub fn bracket(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
     }
 }
 

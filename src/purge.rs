@@ -1,7 +1,12 @@
 //! `rancon purge`: deregister everything one owner registered in one backend (uninstalling).
 
 use crate::app::{EXIT_CONFIG, build, load_valid};
+use crate::backend::{ApplyReport, Backend};
 use crate::cli::PurgeArgs;
+use crate::engine::{Pipeline, desired};
+use crate::error::BackendError;
+use crate::model::RegistrationMap;
+use crate::plan::{Plan, plan};
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -14,7 +19,7 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
             .sets
             .push(format!("owner={}", toml::Value::String(owner.clone())));
     }
-    let built = load_valid(&config).and_then(|l| build(&l.raw).map(|p| (l, p)));
+    let built = load_valid(&config).and_then(|l| build(&l.config).map(|p| (l, p)));
     let (loaded, pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
@@ -22,8 +27,12 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let owner = &loaded.raw.owner;
-    let plan = match pipeline.purge_plan(&args.backend).await {
+    let owner = &loaded.config.owner;
+    let Some(backend) = pipeline.backends.iter().find(|b| b.name() == args.backend) else {
+        eprintln!("error: no backend named {:?} is configured", args.backend);
+        return ExitCode::FAILURE;
+    };
+    let plan = match purge_plan(&pipeline, backend.as_ref()).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -52,9 +61,11 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
         eprintln!("not confirmed; nothing deregistered (use --yes to skip the question)");
         return ExitCode::from(2);
     }
-    let report = pipeline.purge(&args.backend, &plan).await;
-    for (id, e) in &report.failed {
-        eprintln!("error: {id}: {e}");
+    let report: ApplyReport = backend
+        .apply(&RegistrationMap::new(), &plan.actual, &plan.plan)
+        .await;
+    for f in &report.failed {
+        eprintln!("error: {}: {}", f.id, f.error);
     }
     println!(
         "deregistered {}, failed {}",
@@ -62,6 +73,37 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
         report.failed.len()
     );
     exit(report.failed.is_empty() && plan.partial.is_empty())
+}
+
+/// What `rancon purge` would remove from one backend.
+pub struct PurgePlan {
+    /// The owned registrations found.
+    pub actual: RegistrationMap,
+    /// Deregister every one of them.
+    pub plan: Plan,
+    /// Parts that could not be listed (they keep their registrations).
+    pub partial: Vec<BackendError>,
+}
+
+/// Lists everything this owner holds in `be` and plans its removal. The sources are read
+/// only to tell a backend with one agent per host where to look.
+pub async fn purge_plan(pipeline: &Pipeline, be: &dyn Backend) -> Result<PurgePlan, BackendError> {
+    let mut endpoints = Vec::new();
+    for s in &pipeline.sources {
+        match s.fetch().await {
+            Ok((eps, _)) => endpoints.extend(eps),
+            Err(e) => {
+                tracing::warn!(source = s.name(), error = %e, "source failed; purge looks only where the backend already knows")
+            }
+        }
+    }
+    let listing = be.list(&desired(be, &endpoints).0).await?;
+    let plan = plan(&RegistrationMap::new(), &listing.regs);
+    Ok(PurgePlan {
+        actual: listing.regs,
+        plan,
+        partial: listing.partial,
+    })
 }
 
 fn exit(ok: bool) -> ExitCode {

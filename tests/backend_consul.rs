@@ -5,7 +5,7 @@
 mod support;
 
 use rancon::config::{LoadOptions, load, validate::validate};
-use rancon::reconcile::engine::{Pipeline, RoundOptions, RoundReport};
+use rancon::engine::{Pipeline, RoundOptions, RoundReport};
 use std::path::PathBuf;
 use support::consul::{Consul, Svc, TlsFiles};
 
@@ -55,7 +55,7 @@ impl Setup {
         })
         .unwrap();
         validate(&loaded).unwrap_or_else(|e| panic!("{e}"));
-        rancon::app::build(&loaded.raw).unwrap_or_else(|e| panic!("{e}"))
+        rancon::app::build(&loaded.config).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -67,10 +67,10 @@ fn backend_error(r: &RoundReport) -> String {
     let b = &r.backends[0];
     format!(
         "{} {}",
-        b.error.clone().unwrap_or_default(),
+        b.error_text().unwrap_or_default(),
         b.failed
             .iter()
-            .map(|(_, e)| e.as_str())
+            .map(|f| f.error.to_string())
             .collect::<Vec<_>>()
             .join("; ")
     )
@@ -255,7 +255,7 @@ async fn an_unreachable_agent_fails_only_its_own_work() {
     let err = backend_error(&r);
     assert!(err.contains("127.0.0.9"), "{err}");
     assert_eq!(r.backends[0].failed.len(), 1);
-    assert_eq!(r.backends[0].failed[0].0, "web-127-0-0-9-8080");
+    assert_eq!(r.backends[0].failed[0].id, "web-127-0-0-9-8080");
 }
 
 #[tokio::test]
@@ -321,7 +321,7 @@ async fn deregistering_what_the_agent_no_longer_has_counts_as_done() {
     let be = &p.backends[0];
     let empty = Default::default();
     let actual = be.list(&empty).await.unwrap().regs;
-    let plan = rancon::reconcile::plan(&empty, &actual);
+    let plan = rancon::plan::plan(&empty, &actual);
     // Someone removed it between the listing and the write: the agent answers 404.
     c.cluster
         .nodes
@@ -332,7 +332,7 @@ async fn deregistering_what_the_agent_no_longer_has_counts_as_done() {
         .services
         .clear();
     let report = be.apply(&empty, &actual, &plan).await;
-    assert_eq!(report.failed, vec![]);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.done, 1);
 }
 

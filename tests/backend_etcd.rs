@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod support;
 
-use rancon::reconcile::engine::{Pipeline, RoundOptions};
+use rancon::engine::{Pipeline, RoundOptions};
 use std::path::Path;
 use std::time::Duration;
 use support::etcd::EtcdServer;
@@ -43,7 +43,7 @@ fn pipeline(cfg: &Path) -> Pipeline {
     })
     .unwrap();
     rancon::config::validate::validate(&loaded).unwrap_or_else(|e| panic!("{e}"));
-    rancon::app::build(&loaded.raw).unwrap()
+    rancon::app::build(&loaded.config).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,11 +176,11 @@ async fn a_fresh_process_moves_live_keys_to_its_own_lease() {
     let first = etcd.range("/rancon/", None).await.0[0].2.clone();
     let p = pipeline(&cfg);
     let r = p.round(RoundOptions::default()).await;
-    assert_eq!(r.totals().1, 1, "one rewrite onto the new lease");
+    assert_eq!(r.totals().updated, 1, "one rewrite onto the new lease");
     let second = etcd.range("/rancon/", None).await.0[0].2.clone();
     assert_ne!(first, second);
     let r = p.round(RoundOptions::default()).await;
-    assert_eq!(r.totals().3, 1, "then unchanged");
+    assert_eq!(r.totals().unchanged, 1, "then unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +202,7 @@ async fn auth_with_an_etcd_user() {
     );
     let r = pipeline(&wrong).round(RoundOptions::default()).await;
     assert!(r.failed());
-    let err = r.backends[0].error.clone().unwrap();
+    let err = r.backends[0].error_text().unwrap();
     assert!(err.contains("authenticate"), "{err}");
     assert!(!err.contains("nope-nope"), "{err}");
     std::fs::write(dir.path().join("pw"), "s3cret-pw\n").unwrap();

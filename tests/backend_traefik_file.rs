@@ -149,7 +149,7 @@ fn yaml_output_by_extension() {
 fn pipeline() -> (
     tempfile::TempDir,
     std::path::PathBuf,
-    rancon::reconcile::engine::Pipeline,
+    rancon::engine::Pipeline,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let services = dir.path().join("services.toml");
@@ -160,7 +160,7 @@ fn pipeline() -> (
         sets: vec![],
     };
     let loaded = rancon::app::load_valid(&args).unwrap();
-    let pipeline = rancon::app::build(&loaded.raw).unwrap();
+    let pipeline = rancon::app::build(&loaded.config).unwrap();
     (dir, services, pipeline)
 }
 
@@ -169,7 +169,7 @@ fn pipeline() -> (
 #[tokio::test]
 async fn a_failing_source_deregisters_nothing() {
     let (dir, services, pipeline) = pipeline();
-    let opts = rancon::reconcile::engine::RoundOptions::default();
+    let opts = rancon::engine::RoundOptions::default();
     let first = pipeline.round(opts).await;
     assert!(!first.failed());
     let out = dir.path().join("dynamic.toml");
@@ -197,19 +197,14 @@ async fn a_failing_source_deregisters_nothing() {
 #[tokio::test]
 async fn the_guard_stops_mass_deregistration_unless_forced() {
     let (dir, services, pipeline) = pipeline();
-    let mut opts = rancon::reconcile::engine::RoundOptions::default();
+    let mut opts = rancon::engine::RoundOptions::default();
     assert!(!pipeline.round(opts).await.failed());
 
     fs::write(&services, "").unwrap(); // 3 of 4 registrations vanish: over the 0.5 default
     let guarded = pipeline.round(opts).await;
     assert!(guarded.failed());
     let b = &guarded.backends[0];
-    assert!(
-        b.error
-            .as_deref()
-            .unwrap()
-            .contains("max_deregister_fraction")
-    );
+    assert!(b.error_text().unwrap().contains("max_deregister_fraction"));
     assert_eq!(b.held_back, 3);
     let text = fs::read_to_string(dir.path().join("dynamic.toml")).unwrap();
     assert!(text.contains("web-shop"));
@@ -217,7 +212,7 @@ async fn the_guard_stops_mass_deregistration_unless_forced() {
     opts.force = true;
     let forced = pipeline.round(opts).await;
     assert!(!forced.failed());
-    assert_eq!(forced.totals().2, 3);
+    assert_eq!(forced.totals().deregistered, 3);
     let text = fs::read_to_string(dir.path().join("dynamic.toml")).unwrap();
     assert!(!text.contains("web-shop") && text.contains("db"));
 }

@@ -21,10 +21,10 @@ fn the_compose_example_environment_is_a_valid_configuration() {
             jail.set_env(k, v);
         }
         let loaded = rancon::app::load_valid(&ConfigArgs::default()).map_err(|e| e.to_string())?;
-        assert_eq!(loaded.raw.owner, "prod");
-        assert!(loaded.raw.leader.is_some());
-        assert_eq!(loaded.raw.backends.len(), 1);
-        rancon::app::build(&loaded.raw).map_err(|e| e.to_string())?;
+        assert_eq!(loaded.config.owner, "prod");
+        assert!(loaded.config.leader.is_some());
+        assert_eq!(loaded.config.backends.len(), 1);
+        rancon::app::build(&loaded.config).map_err(|e| e.to_string())?;
         Ok(())
     });
 }

@@ -29,7 +29,7 @@ fn precedence_is_defaults_then_file_then_env_then_cli() {
             sets: vec!["interval=40s".into()],
         };
         let loaded = rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
-        let raw = &loaded.raw;
+        let raw = &loaded.config;
         assert_eq!(
             raw.interval,
             std::time::Duration::from_secs(40),
@@ -38,7 +38,7 @@ fn precedence_is_defaults_then_file_then_env_then_cli() {
         assert_eq!(raw.owner, "from-env", "env beats file");
         assert_eq!(raw.label_prefix, "fileprefix", "file beats default");
         assert_eq!(raw.name, "%NAME%", "default kept");
-        let rancon::config::BackendConfig::TraefikFile(t) = &raw.backends["b"] else {
+        let rancon::backend::BackendConfig::TraefikFile(t) = &raw.backends["b"] else {
             panic!("backend b is traefik_file")
         };
         assert_eq!(t.default_rule, "Host(`%NAME%.env`)", "env nests with __");
@@ -91,8 +91,8 @@ fn consul_conventional_variables_fill_what_the_file_leaves_unset() {
             sets: vec![],
         };
         let loaded = rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
-        let consul = |name: &str| match &loaded.raw.backends[name] {
-            rancon::config::BackendConfig::Consul(c) => c.clone(),
+        let consul = |name: &str| match &loaded.config.backends[name] {
+            rancon::backend::BackendConfig::Consul(c) => c.clone(),
             _ => panic!("{name} is consul"),
         };
         let c = consul("c");

@@ -17,7 +17,8 @@ fn every_file_in_config_loads_and_validates() {
             };
             let loaded = rancon::app::load_valid(&args)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            rancon::app::build(&loaded.raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            rancon::app::build(&loaded.config)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             n += 1;
         } else if path.extension().is_some_and(|e| e == "toml") {
             // Service lists for the static source.

@@ -49,13 +49,13 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn pipeline(cfg: std::path::PathBuf) -> rancon::reconcile::engine::Pipeline {
+fn pipeline(cfg: std::path::PathBuf) -> rancon::engine::Pipeline {
     let loaded = rancon::config::load(&rancon::config::LoadOptions {
         file: Some(cfg),
         sets: vec![],
     })
     .unwrap();
-    rancon::app::build(&loaded.raw).unwrap()
+    rancon::app::build(&loaded.config).unwrap()
 }
 
 struct Child(std::process::Child);
@@ -158,7 +158,7 @@ async fn health_ready_and_metrics_follow_the_rounds() {
 
 #[tokio::test]
 async fn an_empty_source_answer_never_empties_consul_unless_forced() {
-    use rancon::reconcile::engine::RoundOptions;
+    use rancon::engine::RoundOptions;
     let c = Consul::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let services = dir.path().join("services.toml");
@@ -190,7 +190,7 @@ async fn an_empty_source_answer_never_empties_consul_unless_forced() {
     let b = &r.backends[0];
     assert!(b.guard_tripped);
     assert_eq!(b.held_back, 100);
-    let why = b.error.clone().unwrap();
+    let why = b.error_text().unwrap();
     assert!(
         why.contains("would deregister 100 of 100") && why.contains("--force"),
         "{why}"

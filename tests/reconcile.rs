@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use rancon::model::{Registration, RegistrationMap};
-use rancon::reconcile::{applied, plan};
+use rancon::plan::{applied, plan};
 use std::collections::BTreeSet;
 
 fn reg(id: &str, name: &str, port: u16, tags: &[&str]) -> Registration {
@@ -13,6 +13,7 @@ fn reg(id: &str, name: &str, port: u16, tags: &[&str]) -> Registration {
         port,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         meta: Default::default(),
+        private: Default::default(),
         health: None,
     }
 }
@@ -38,6 +39,7 @@ fn arb_map() -> impl Strategy<Value = RegistrationMap> {
                     port,
                     tags,
                     meta: Default::default(),
+                    private: Default::default(),
                     health: None,
                 };
                 (id, r)

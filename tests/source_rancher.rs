@@ -3,10 +3,11 @@
 #[allow(dead_code)]
 mod support;
 
-use rancon::config::{RancherSourceConfig, RawConfig};
+use rancon::build::Config;
 use rancon::error::SourceError;
 use rancon::source::Source;
 use rancon::source::rancher::RancherSource;
+use rancon::source::rancher::RancherSourceConfig;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use support::rancher::{Fault, Project, Rancher, service};
@@ -19,7 +20,7 @@ fn cfg(url: String) -> RancherSourceConfig {
 }
 
 fn source(c: &RancherSourceConfig) -> RancherSource {
-    RancherSource::new("rancher", c, &RawConfig::default()).unwrap()
+    RancherSource::new("rancher", c, &Config::default().common()).unwrap()
 }
 
 fn project(id: &str, name: &str, n: usize) -> Project {
@@ -265,7 +266,7 @@ async fn internal_endpoints_use_container_ips_and_private_ports() {
     ];
     let r = Rancher::start(vec![p], None).await;
     let mut c = cfg(r.url("/v2-beta/projects/1a5"));
-    c.endpoints = rancon::config::EndpointKind::Internal;
+    c.endpoints = rancon::source::rancher::EndpointKind::Internal;
     assert_eq!(
         names(&source(&c)).await,
         ["web@10.42.0.1:80", "web@10.42.0.2:80"]
@@ -314,11 +315,11 @@ async fn https_with_a_custom_ca_or_insecure() {
 /// A Rancher outage or bad answer never empties the registry: the backend keeps everything.
 #[tokio::test]
 async fn bad_data_never_causes_deregistration() {
-    use rancon::reconcile::engine::{Pipeline, RoundOptions};
+    use rancon::engine::{Pipeline, RoundOptions};
     let r = Rancher::start(vec![project("1a5", "prod", 3)], Some(("ak", "sk-secret"))).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dyn.toml");
-    let traefik: rancon::config::TraefikFileConfig =
+    let traefik: rancon::backend::traefik_file::TraefikFileConfig =
         toml::from_str(&format!("path = {:?}", out.display().to_string())).unwrap();
     let pipeline = Pipeline {
         sources: vec![Box::new(source(&cfg(r.url("/v2-beta/projects/1a5"))))],
@@ -330,7 +331,7 @@ async fn bad_data_never_causes_deregistration() {
     };
     let first = pipeline.round(RoundOptions::default()).await;
     assert!(!first.failed());
-    assert_eq!(first.totals().0, 3);
+    assert_eq!(first.totals().registered, 3);
     let before = std::fs::read_to_string(&out).unwrap();
     for fault in [
         Fault::NotJson,

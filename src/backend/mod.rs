@@ -1,22 +1,35 @@
-//! Backends hold registrations; they list what this owner holds and apply plans.
+//! Backends hold registrations; they list what this owner holds and apply plans. The closed
+//! enum of their configs, and `build`.
 
 pub mod consul;
 pub mod etcd;
 pub mod traefik_file;
 
-use crate::config::{BackendConfig, RawConfig};
-use crate::error::{BackendError, Skip};
+use crate::config::{Collector, Common, Component};
+use crate::error::{BackendError, BuildError, Skip, SkipKind};
 use crate::model::{Endpoint, Registration, RegistrationMap};
-use crate::reconcile::Plan;
+use crate::plan::Plan;
 use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// What applying a plan achieved.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
     /// Writes that succeeded.
     pub done: usize,
-    /// Writes that failed: (registration id, error). They are retried next round.
-    pub failed: Vec<(String, String)>,
+    /// Writes that failed. They are retried next round.
+    pub failed: Vec<WriteFailure>,
+}
+
+/// One write that failed; retried next round.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteFailure {
+    /// The registration id.
+    pub id: String,
+    /// Why.
+    #[serde(serialize_with = "crate::error::as_text")]
+    pub error: BackendError,
 }
 
 /// What a backend holds for this owner.
@@ -26,7 +39,7 @@ pub struct Listing {
     pub regs: RegistrationMap,
     /// Parts that could not be listed (one agent of several): their registrations are absent
     /// from `regs`, so nothing there is deregistered, and the round counts as failed.
-    pub partial: Vec<String>,
+    pub partial: Vec<BackendError>,
 }
 
 /// A registry rancon keeps in step.
@@ -52,18 +65,54 @@ pub trait Backend: Send + Sync {
     ) -> ApplyReport;
 }
 
-/// Builds one backend from its config.
+/// A registry to keep in step, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BackendConfig {
+    /// Traefik's file provider: one router and one service per registered name.
+    TraefikFile(traefik_file::TraefikFileConfig),
+    /// A Consul agent or catalog.
+    Consul(Box<consul::ConsulBackendConfig>),
+    /// etcd keys (rancon's JSON layout or CoreDNS skydns records) under one lease.
+    Etcd(Box<etcd::EtcdBackendConfig>),
+}
+
+impl Component for BackendConfig {
+    fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
+        match self {
+            BackendConfig::TraefikFile(t) => t.validate(key, common, c),
+            BackendConfig::Consul(k) => k.validate(key, common, c),
+            BackendConfig::Etcd(e) => e.validate(key, common, c),
+        }
+    }
+
+    fn conventional_env(&mut self, var: &dyn Fn(&str) -> Option<String>) {
+        match self {
+            BackendConfig::TraefikFile(t) => t.conventional_env(var),
+            BackendConfig::Consul(k) => k.conventional_env(var),
+            BackendConfig::Etcd(e) => e.conventional_env(var),
+        }
+    }
+
+    fn sources(&self) -> Option<&[String]> {
+        match self {
+            BackendConfig::TraefikFile(t) => t.sources(),
+            BackendConfig::Consul(k) => k.sources(),
+            BackendConfig::Etcd(e) => e.sources(),
+        }
+    }
+}
+
+/// Builds one backend from its validated config.
 pub fn build(
     name: &str,
     cfg: &BackendConfig,
-    global: &RawConfig,
-) -> Result<Box<dyn Backend>, String> {
+    common: &Common,
+) -> Result<Box<dyn Backend>, BuildError> {
     Ok(match cfg {
-        BackendConfig::TraefikFile(c) => {
-            Box::new(traefik_file::TraefikFile::new(name, c).map_err(|e| e.to_string())?)
-        }
-        BackendConfig::Consul(c) => Box::new(consul::Consul::new(name, c, global)?),
-        BackendConfig::Etcd(c) => Box::new(etcd::Etcd::new(name, c, global)?),
+        BackendConfig::TraefikFile(c) => Box::new(traefik_file::TraefikFile::new(name, c)?),
+        BackendConfig::Consul(c) => Box::new(consul::Consul::new(name, c, common)?),
+        BackendConfig::Etcd(c) => Box::new(etcd::Etcd::new(name, c, common)?),
     })
 }
 
@@ -75,28 +124,7 @@ pub fn port_of(ep: &Endpoint) -> Result<u16, Skip> {
         .filter(|p| *p != 0)
         .ok_or_else(|| Skip {
             endpoint: ep.describe(),
-            kind: "port",
+            kind: SkipKind::Port,
             reason: format!("port {:?} is not a number from 1 to 65535", ep.prop("port")),
         })
-}
-
-/// Tags from labels `rancon.tag` / `rancon.tags` (comma-separated; `\,` keeps a comma).
-pub fn label_tags(ep: &Endpoint) -> std::collections::BTreeSet<String> {
-    ["tag", "tags"]
-        .iter()
-        .filter_map(|k| ep.props.get(*k))
-        .flat_map(|v| consul::render::split_tags(v))
-        .collect()
-}
-
-/// Meta from labels `rancon.meta.K=V`, keys sanitised, rancon's reserved keys left out.
-pub fn label_meta(ep: &Endpoint) -> crate::model::Meta {
-    ep.props
-        .iter()
-        .filter_map(|(key, value)| {
-            let k = consul::meta_key(key.strip_prefix("meta_")?);
-            (!k.is_empty() && !consul::RESERVED_META.contains(&k.as_str()))
-                .then(|| (k, value.clone()))
-        })
-        .collect()
 }

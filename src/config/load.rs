@@ -1,7 +1,7 @@
 //! figment layering: defaults < conventional env < TOML file < `RANCON_*` env < CLI `--set`.
 
-use super::RawConfig;
 use super::report::{ConfigError, Problem};
+use super::{Component, Config};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -18,9 +18,9 @@ pub struct LoadOptions {
 
 /// A loaded (shape-checked) configuration plus the figment it came from, for origins.
 #[derive(Debug)]
-pub struct Loaded {
+pub struct Loaded<S, B> {
     /// The extracted configuration.
-    pub raw: RawConfig,
+    pub config: Config<S, B>,
     /// The layered providers, to find where any value came from.
     pub figment: Figment,
 }
@@ -29,8 +29,8 @@ pub struct Loaded {
 const NOT_KEYS: &[&str] = &["config", "log"];
 
 /// Builds the layered figment without extracting it.
-pub fn figment(opts: &LoadOptions) -> Result<Figment, ConfigError> {
-    let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::<S, B>::default()));
     if let Some(path) = &opts.file {
         fig = fig.merge(Toml::file_exact(path));
     }
@@ -43,7 +43,7 @@ pub fn figment(opts: &LoadOptions) -> Result<Figment, ConfigError> {
 }
 
 /// Loads and shape-checks the configuration (types, unknown keys); see `validate` for meaning.
-pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+pub fn load<S: Component, B: Component>(opts: &LoadOptions) -> Result<Loaded<S, B>, ConfigError> {
     if let Some(path) = &opts.file
         && !path.is_file()
     {
@@ -58,15 +58,21 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             }],
         });
     }
-    let figment = figment(opts)?;
-    let mut raw = match figment.extract::<RawConfig>() {
-        Ok(raw) => raw,
-        Err(first) => return Err(every_shape_error(&figment, first)),
+    let figment = figment::<S, B>(opts)?;
+    let mut config = match figment.extract::<Config<S, B>>() {
+        Ok(c) => c,
+        Err(first) => return Err(every_shape_error::<S, B>(&figment, first)),
     };
-    conventional_env(&mut raw, |k| {
-        std::env::var(k).ok().filter(|v| !v.is_empty())
-    });
-    Ok(Loaded { raw, figment })
+    // The lowest layer above defaults: the variables other tools read fill fields that no
+    // file, `RANCON_*` variable or `--set` has set.
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    for c in config.sources.values_mut() {
+        c.conventional_env(&var);
+    }
+    for c in config.backends.values_mut() {
+        c.conventional_env(&var);
+    }
+    Ok(Loaded { config, figment })
 }
 
 /// `--set key.path=value` overrides; values parse as TOML (`5`, `true`, `["a"]`), else string.
@@ -129,73 +135,13 @@ impl Provider for CliSets {
     }
 }
 
-/// The lowest layer above defaults: the variables other Rancher tools read fill fields that
-/// no file, `RANCON_*` variable or `--set` has set.
-fn conventional_env(raw: &mut RawConfig, var: impl Fn(&str) -> Option<String>) {
-    for src in raw.sources.values_mut() {
-        if let super::SourceConfig::Rancher(r) = src {
-            if r.url.is_empty() {
-                r.url = var("RANCHER_URL").unwrap_or_default();
-            }
-            if r.access_key.is_none() {
-                r.access_key = var("RANCHER_ACCESS_KEY");
-            }
-            if r.secret_key.is_none() && r.secret_key_file.is_none() {
-                r.secret_key = var("RANCHER_SECRET_KEY").map(super::Secret::new);
-            }
-        }
-    }
-    for be in raw.backends.values_mut() {
-        if let super::BackendConfig::Consul(c) = be {
-            consul_env(c, &var);
-        }
-    }
-}
-
-/// The variables of Consul's own CLI and API client (`api/api.go` `defaultConfig`).
-fn consul_env(c: &mut super::ConsulBackendConfig, var: &impl Fn(&str) -> Option<String>) {
-    // Go's strconv.ParseBool, which Consul uses for its boolean variables.
-    let flag = |k: &str| match var(k).as_deref() {
-        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
-        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Some(false),
-        _ => None,
-    };
-    if c.url.is_empty() {
-        c.url = match var("CONSUL_HTTP_ADDR") {
-            Some(a) if a.contains("://") => a,
-            Some(a) if flag("CONSUL_HTTP_SSL") == Some(true) => format!("https://{a}"),
-            Some(a) => format!("http://{a}"),
-            None => super::consul::DEFAULT_URL.into(),
-        };
-    }
-    if c.token.is_none() && c.token_file.is_none() {
-        c.token_file = var("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from);
-        if c.token_file.is_none() {
-            c.token = var("CONSUL_HTTP_TOKEN").map(super::Secret::new);
-        }
-    }
-    let tls = &mut c.tls;
-    if tls.ca_file.is_none() {
-        tls.ca_file = var("CONSUL_CACERT").map(PathBuf::from);
-    }
-    if tls.cert_file.is_none() && tls.key_file.is_none() {
-        tls.cert_file = var("CONSUL_CLIENT_CERT").map(PathBuf::from);
-        tls.key_file = var("CONSUL_CLIENT_KEY").map(PathBuf::from);
-    }
-    if tls.server_name.is_none() {
-        // Consul strips a `:port` from the name.
-        tls.server_name = var("CONSUL_TLS_SERVER_NAME")
-            .map(|n| n.rsplit_once(':').map_or(n.clone(), |(h, _)| h.to_string()));
-    }
-    if !tls.insecure && flag("CONSUL_HTTP_SSL_VERIFY") == Some(false) {
-        tls.insecure = true;
-    }
-}
-
 /// serde stops at the first error of one extraction; extracting each part on its own
 /// finds the independent mistakes too, so one run reports them all.
-fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
-    use super::{BackendConfig, HttpConfig, SourceConfig};
+fn every_shape_error<S: Component, B: Component>(
+    figment: &Figment,
+    first: figment::Error,
+) -> ConfigError {
+    use super::HttpConfig;
     #[derive(serde::Deserialize)]
     struct Dur(
         #[serde(with = "humantime_serde")]
@@ -205,7 +151,7 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
 
     let mut problems = ConfigError::from(first).problems;
     // Optional sections serialize to nothing; give them a value so they count as known.
-    let probe = RawConfig {
+    let probe = Config::<S, B> {
         leader: Some(super::LeaderConfig {
             backend: String::new(),
             url: None,
@@ -213,7 +159,7 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
             ttl: std::time::Duration::ZERO,
             lock_delay: std::time::Duration::ZERO,
         }),
-        ..RawConfig::default()
+        ..Config::default()
     };
     let known: Vec<String> = toml::Table::try_from(probe)
         .map(|t| t.into_iter().map(|(k, _)| k).collect())
@@ -277,9 +223,9 @@ fn every_shape_error(figment: &Figment, first: figment::Error) -> ConfigError {
         for name in names {
             let key = format!("{table}.{name}");
             more(if is_source {
-                figment.extract_inner::<SourceConfig>(&key).map(drop)
+                figment.extract_inner::<S>(&key).map(drop)
             } else {
-                figment.extract_inner::<BackendConfig>(&key).map(drop)
+                figment.extract_inner::<B>(&key).map(drop)
             });
         }
     }

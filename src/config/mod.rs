@@ -1,31 +1,61 @@
-//! Configuration: the serde/schemars model (`RawConfig`), figment layering (`load`),
-//! meaning checks (`validate`) and error reports that name key and origin (`report`).
+//! What configuration shares: the top level (generic over the component types), figment
+//! layering (`load`), meaning checks (`validate`), origins and error reports (`report`).
+//! It imports no adapter: each component's config type validates itself (`Component`).
 
-pub mod consul;
-pub mod etcd;
 pub mod load;
 pub mod report;
 pub mod secret;
+pub mod tls;
 pub mod validate;
 
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-pub use consul::{CheckMode, ConsulBackendConfig, ConsulMode};
-pub use etcd::{EtcdBackendConfig, EtcdLayout};
 pub use load::{LoadOptions, Loaded, load};
 pub use report::{ConfigError, Problem};
 pub use secret::Secret;
+pub use tls::ClientTls;
+pub use validate::Collector;
 
+/// A component's configuration (`[sources.<n>]`, `[backends.<n>]`): its shape, and the checks
+/// and defaults only it knows.
+pub trait Component: Clone + Debug + PartialEq + Serialize + DeserializeOwned + JsonSchema {
+    /// Meaning checks of its own fields; every problem goes to `c`, keyed under `key`.
+    fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>);
+    /// Fills fields no layer has set from the variables other tools read (`RANCHER_*`,
+    /// `CONSUL_*`): the lowest layer above the defaults.
+    fn conventional_env(&mut self, _var: &dyn Fn(&str) -> Option<String>) {}
+    /// A backend's `sources` (`None`: all).
+    fn sources(&self) -> Option<&[String]> {
+        None
+    }
+}
+
+/// What components read from the top level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    /// See `Config::label_prefix`.
+    pub label_prefix: String,
+    /// See `Config::owner`.
+    pub owner: String,
+    /// See `Config::interval`.
+    pub interval: Duration,
+    /// See `Config::name`.
+    pub name: String,
+}
+
+// Generic over the closed enums of source and backend configs, so this room imports no
+// adapter (`build::Config` names the concrete type).
 /// The whole configuration, as layered by figment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 #[schemars(title = "rancon configuration")]
-pub struct RawConfig {
+pub struct Config<S, B> {
     /// Label prefix that selects services: a service carrying label `<prefix>` or `<prefix>.*`
     /// is registered; label `<prefix>.X` becomes template property `X`.
     pub label_prefix: String,
@@ -51,12 +81,26 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderConfig>,
     /// Where services come from, keyed by a component name (`^[a-z][a-z0-9_]*$`).
-    pub sources: BTreeMap<String, SourceConfig>,
+    #[schemars(extend("default" = {}))]
+    pub sources: BTreeMap<String, S>,
     /// Where registrations go, keyed by a component name (`^[a-z][a-z0-9_]*$`).
-    pub backends: BTreeMap<String, BackendConfig>,
+    #[schemars(extend("default" = {}))]
+    pub backends: BTreeMap<String, B>,
 }
 
-impl Default for RawConfig {
+impl<S, B> Config<S, B> {
+    /// The top-level settings components read.
+    pub fn common(&self) -> Common {
+        Common {
+            label_prefix: self.label_prefix.clone(),
+            owner: self.owner.clone(),
+            interval: self.interval,
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<S, B> Default for Config<S, B> {
     fn default() -> Self {
         Self {
             label_prefix: "rancon".into(),
@@ -137,172 +181,7 @@ fn default_lock_delay() -> Duration {
     Duration::from_secs(15)
 }
 
-/// A source of services, selected by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceConfig {
-    /// Services declared in the configuration or in a file: external services, and the demo.
-    Static(StaticSourceConfig),
-    /// A Rancher 1.6 server (API `v2-beta` or `v1`).
-    Rancher(Box<RancherSourceConfig>),
-}
-
-/// Which address of a Rancher service to register.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EndpointKind {
-    /// Each `publicEndpoints` entry: host IP and published port.
-    #[default]
-    Public,
-    /// Each running container's managed-network IP and private port.
-    Internal,
-}
-
-/// TLS settings of an HTTPS client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClientTls {
-    /// PEM file with the CA certificate(s) to trust instead of the bundled web roots.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) presented to servers that require mTLS.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of `cert_file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<PathBuf>,
-    /// Name to verify the server certificate against instead of the URL's host (e.g. the
-    /// `server.dc1.consul` name Consul's certificates carry).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// Skip certificate verification (self-signed labs only).
-    pub insecure: bool,
-}
-
-/// `type = "rancher"`: services from a Rancher 1.6 server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RancherSourceConfig {
-    /// API URL: a root (`http://rancher:8080/v2-beta`, `/v1`) for every project the key sees,
-    /// or one project (`.../v2-beta/projects/1a5`). Env fallback: `RANCHER_URL`.
-    #[serde(default)]
-    pub url: String,
-    /// API access key (HTTP basic user). Env fallback: `RANCHER_ACCESS_KEY`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_key: Option<String>,
-    /// API secret key (HTTP basic password). Env fallback: `RANCHER_SECRET_KEY`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_key: Option<Secret>,
-    /// File holding the secret key (wins over `secret_key`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_key_file: Option<PathBuf>,
-    /// Timeout of each request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub timeout: Duration,
-    /// TLS for https URLs.
-    #[serde(default)]
-    pub tls: ClientTls,
-    /// `public` (published host ports) or `internal` (container IPs and private ports).
-    #[serde(default)]
-    pub endpoints: EndpointKind,
-    /// Only stacks whose name matches one of these globs (empty: all).
-    #[serde(default)]
-    pub include_stacks: Vec<String>,
-    /// Skip stacks whose name matches one of these globs.
-    #[serde(default)]
-    pub exclude_stacks: Vec<String>,
-    /// Only environments (projects) whose name matches one of these globs (empty: all).
-    #[serde(default)]
-    pub include_environments: Vec<String>,
-    /// Skip environments (projects) whose name matches one of these globs.
-    #[serde(default)]
-    pub exclude_environments: Vec<String>,
-    /// Overrides the global `label_prefix` for this source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_prefix: Option<String>,
-    /// Overrides the global `name` template for this source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-pub(crate) fn default_timeout() -> Duration {
+/// The default per-request timeout of a component's HTTP client.
+pub fn default_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-/// `type = "static"`: services declared inline or in a TOML/JSON file.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct StaticSourceConfig {
-    /// Services declared inline.
-    pub services: Vec<StaticService>,
-    /// A TOML or JSON file holding `services = [...]` in the same shape, re-read every round.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-    /// Overrides the global `label_prefix` for this source.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub label_prefix: Option<String>,
-    /// Overrides the global `name` template for this source.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-/// One statically declared service endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StaticService {
-    /// Service name (`%NAME%` in templates).
-    pub name: String,
-    /// Address clients connect to.
-    pub host: String,
-    /// Port clients connect to.
-    pub port: u16,
-    /// Labels with the same meanings an orchestrator's labels have (`rancon.tag`, `rancon.name`, …).
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A registry to keep in step, selected by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum BackendConfig {
-    /// Traefik's file provider: one router and one service per registered name.
-    TraefikFile(TraefikFileConfig),
-    /// A Consul agent or catalog.
-    Consul(Box<ConsulBackendConfig>),
-    /// etcd keys (rancon's JSON layout or CoreDNS skydns records) under one lease.
-    Etcd(Box<EtcdBackendConfig>),
-}
-
-impl BackendConfig {
-    /// The sources this backend reads (`None`: all).
-    pub fn sources(&self) -> Option<&[String]> {
-        match self {
-            BackendConfig::TraefikFile(c) => c.sources.as_deref(),
-            BackendConfig::Consul(c) => c.sources.as_deref(),
-            BackendConfig::Etcd(c) => c.sources.as_deref(),
-        }
-    }
-}
-
-/// `type = "traefik_file"`: writes Traefik's dynamic configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TraefikFileConfig {
-    /// Output file; `.toml`, `.yaml` or `.yml` picks the format. Written atomically, and only
-    /// when its content changes.
-    pub path: PathBuf,
-    /// Router rule template used when a service has no `rule` property (label `rancon.rule`).
-    #[serde(default = "default_rule")]
-    pub default_rule: String,
-    /// Entry points the routers attach to (empty: Traefik's default, all entry points).
-    #[serde(default)]
-    pub entry_points: Vec<String>,
-    /// Names of the sources this backend reads (default: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<Vec<String>>,
-}
-
-fn default_rule() -> String {
-    "Host(`%NAME%`)".into()
 }

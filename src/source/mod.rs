@@ -1,14 +1,16 @@
-//! Sources list services; they only read.
+//! Sources list services; they only read. The closed enum of their configs, and `build`.
 
 pub mod rancher;
 pub mod static_file;
 
-use crate::config::{RawConfig, SourceConfig};
-use crate::error::{Skip, SourceError};
+use crate::config::{Collector, Common, Component};
+use crate::error::{BuildError, Skip, SkipKind, SourceError};
 use crate::labels;
 use crate::model::Endpoint;
 use crate::template::{Props, Template, TemplateError};
 use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A place services come from.
@@ -33,7 +35,7 @@ pub struct Naming {
 impl Naming {
     /// The naming of a source, from its overrides or the global settings.
     pub fn new(
-        global: &RawConfig,
+        global: &Common,
         prefix: Option<&str>,
         name: Option<&str>,
     ) -> Result<Self, TemplateError> {
@@ -65,7 +67,7 @@ impl Naming {
         let describe = crate::model::describe(source, &base);
         let skip = |reason: String| Skip {
             endpoint: describe.clone(),
-            kind: "template",
+            kind: SkipKind::Template,
             reason,
         };
         let mut name_tpl = None;
@@ -104,18 +106,40 @@ impl Naming {
     }
 }
 
-/// Builds one source from its config. The config was validated; errors here are rare.
+/// A source of services, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// Services declared in the configuration or in a file: external services, and the demo.
+    Static(static_file::StaticSourceConfig),
+    /// A Rancher 1.6 server (API `v2-beta` or `v1`).
+    Rancher(Box<rancher::RancherSourceConfig>),
+}
+
+impl Component for SourceConfig {
+    fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
+        match self {
+            SourceConfig::Static(s) => s.validate(key, common, c),
+            SourceConfig::Rancher(r) => r.validate(key, common, c),
+        }
+    }
+
+    fn conventional_env(&mut self, var: &dyn Fn(&str) -> Option<String>) {
+        match self {
+            SourceConfig::Static(s) => s.conventional_env(var),
+            SourceConfig::Rancher(r) => r.conventional_env(var),
+        }
+    }
+}
+
+/// Builds one source from its validated config.
 pub fn build(
     name: &str,
     cfg: &SourceConfig,
-    global: &RawConfig,
-) -> Result<Box<dyn Source>, String> {
+    common: &Common,
+) -> Result<Box<dyn Source>, BuildError> {
     Ok(match cfg {
-        SourceConfig::Static(c) => {
-            Box::new(static_file::StaticSource::new(name, c, global).map_err(|e| e.to_string())?)
-        }
-        SourceConfig::Rancher(c) => {
-            Box::new(rancher::RancherSource::new(name, c, global).map_err(|e| e.to_string())?)
-        }
+        SourceConfig::Static(c) => Box::new(static_file::StaticSource::new(name, c, common)?),
+        SourceConfig::Rancher(c) => Box::new(rancher::RancherSource::new(name, c, common)?),
     })
 }

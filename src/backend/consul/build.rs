@@ -1,18 +1,17 @@
 //! Builds a `Consul` backend from its validated config.
 
-use super::api::Api;
-use super::{Agents, Consul, meta_key};
-use crate::config::{ConsulBackendConfig, RawConfig};
-use crate::template::Template;
+use super::{Agents, Consul, ConsulBackendConfig, meta_key};
+use crate::config::Common;
+use crate::config::secret::SecretSource;
+use crate::consul::Api;
+use crate::error::BuildError;
 use std::sync::Mutex;
 
 impl Consul {
-    /// Builds the backend: templates compiled, one HTTP client, the token read.
-    pub fn new(name: &str, cfg: &ConsulBackendConfig, global: &RawConfig) -> Result<Self, String> {
-        let tpl = |what: &str, src: &str| {
-            Template::parse(src).map_err(|e| format!("{what} {src:?}: {e}"))
-        };
-        let http = crate::http::client(cfg.timeout, &cfg.tls).map_err(|e| e.to_string())?;
+    /// Builds the backend: templates compiled, one HTTP client.
+    pub fn new(name: &str, cfg: &ConsulBackendConfig, global: &Common) -> Result<Self, BuildError> {
+        let tpl = BuildError::template;
+        let http = crate::http::client(cfg.timeout, &cfg.tls)?;
         Ok(Self {
             name: name.to_string(),
             sources: cfg.sources.clone(),
@@ -36,7 +35,7 @@ impl Consul {
                 .meta
                 .iter()
                 .map(|(k, v)| Ok((meta_key(k), tpl("meta", v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, BuildError>>()?,
             check: cfg.check,
             // Three rounds may be missed before the service turns critical.
             ttl: cfg.check_ttl.unwrap_or(global.interval * 3),
@@ -46,8 +45,7 @@ impl Consul {
                 name,
                 http,
                 cfg.datacenter.clone(),
-                cfg.token.clone(),
-                cfg.token_file.clone(),
+                SecretSource::new(cfg.token.clone(), cfg.token_file.clone()),
             ),
             agents: Mutex::new(Agents::default()),
         })

@@ -4,22 +4,21 @@
 //! and meta `rancon-owner` / `external-source=rancon`; listings keep only the owner's tag, so
 //! nothing else is ever modified or deregistered.
 
-pub(crate) mod api;
 mod build;
+mod config;
 mod wire;
 
 pub mod render;
 
+pub use config::{CheckMode, ConsulBackendConfig, ConsulMode, DEFAULT_URL};
 pub use render::{RESERVED_META, meta_key};
-pub use wire::url as wire_url;
 
-use self::api::{Api, is_not_found};
-use self::render::{AGENT_KEY, CHECKS_META, CheckSpec, ID_KEY, OWNER_META};
-use super::{ApplyReport, Backend, Listing, port_of};
-use crate::config::{CheckMode, ConsulMode};
-use crate::error::{BackendError, Skip};
+use self::render::{CHECKS_META, CheckKind, CheckSpec, OWNER_META};
+use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
+use crate::consul::{Api, is_not_found};
+use crate::error::{BackendError, Skip, SkipKind};
 use crate::model::{Endpoint, Health, Registration, RegistrationMap};
-use crate::reconcile::Plan;
+use crate::plan::Plan;
 use crate::template::Template;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -57,7 +56,7 @@ struct Agents {
     /// Whether the catalog was asked once for the agents holding this owner's registrations.
     discovered: bool,
     /// Agents whose listing failed this round: their writes fail at once, without a request.
-    failed: BTreeMap<String, String>,
+    failed: BTreeMap<String, BackendError>,
 }
 
 /// One write of a round.
@@ -72,10 +71,7 @@ enum Op<'a> {
 
 impl Consul {
     fn agent_of<'r>(&'r self, reg: &'r Registration) -> &'r str {
-        reg.meta
-            .get(AGENT_KEY)
-            .map(String::as_str)
-            .unwrap_or(self.url.as_str())
+        reg.private.location.as_deref().unwrap_or(self.url.as_str())
     }
 
     /// Properties as templates see them: the final, lower-cased name as `%NAME%`.
@@ -105,7 +101,7 @@ impl Consul {
         if self.check == CheckMode::Source {
             let health = Health::from_source(ep.prop("health"));
             out.push(CheckSpec {
-                kind: "source".into(),
+                kind: CheckKind::Source,
                 target: None,
                 interval: None,
                 ttl: (self.mode == ConsulMode::Agent).then(|| render::go_duration(self.ttl)),
@@ -120,11 +116,7 @@ impl Consul {
         }
         let interval = label_duration("check_interval", Duration::from_secs(1))?
             .unwrap_or_else(|| "10s".into());
-        let host = if address.contains(':') {
-            format!("[{address}]")
-        } else {
-            address.to_string()
-        };
+        let host = crate::model::bracket(address);
         if let Some(path) = ep.props.get("check_http") {
             let target = if path.starts_with("http://") || path.starts_with("https://") {
                 path.clone()
@@ -132,7 +124,7 @@ impl Consul {
                 format!("http://{host}:{port}/{}", path.trim_start_matches('/'))
             };
             out.push(CheckSpec {
-                kind: "http".into(),
+                kind: CheckKind::Http,
                 target: Some(target),
                 interval: Some(interval.clone()),
                 ttl: None,
@@ -146,7 +138,7 @@ impl Consul {
                 other => other.to_string(),
             };
             out.push(CheckSpec {
-                kind: "tcp".into(),
+                kind: CheckKind::Tcp,
                 target: Some(target),
                 interval: Some(interval),
                 ttl: None,
@@ -166,7 +158,7 @@ impl Consul {
         }
         let mut agents: BTreeSet<String> = desired
             .values()
-            .filter_map(|r| r.meta.get(AGENT_KEY).cloned())
+            .filter_map(|r| r.private.location.clone())
             .collect();
         let (known, discovered) = {
             let st = self.agents.lock().expect("agents lock");
@@ -304,8 +296,8 @@ impl Consul {
                 // One agent: its failure is the backend's. Several: it fails only its own work.
                 Err(e) if self.url.is_literal() => return Err(e),
                 Err(e) => {
-                    listing.partial.push(e.to_string());
-                    st.failed.insert(agent, e.to_string());
+                    st.failed.insert(agent, e.clone());
+                    listing.partial.push(e);
                 }
             }
         }
@@ -429,7 +421,7 @@ impl Consul {
 
 /// The id Consul knows a registration by (a duplicate on a second agent is keyed apart).
 fn real_id(reg: &Registration) -> &str {
-    reg.meta.get(ID_KEY).map(String::as_str).unwrap_or(&reg.id)
+    reg.private.registry_id.as_deref().unwrap_or(&reg.id)
 }
 
 /// Adds a listed registration. The same id on two agents (a service moved while its id lacks
@@ -440,14 +432,16 @@ fn insert_listed(regs: &mut RegistrationMap, reg: Registration, desired: &Regist
         regs.insert(reg.id.clone(), reg);
         return;
     };
-    let wanted = desired.get(&reg.id).and_then(|d| d.meta.get(AGENT_KEY));
-    let (keep, mut other) = if wanted == reg.meta.get(AGENT_KEY) {
+    let wanted = desired
+        .get(&reg.id)
+        .and_then(|d| d.private.location.as_ref());
+    let (keep, mut other) = if wanted == reg.private.location.as_ref() {
         (reg, prev)
     } else {
         (prev, reg)
     };
-    let agent = other.meta.get(AGENT_KEY).cloned().unwrap_or_default();
-    other.meta.insert(ID_KEY.into(), other.id.clone());
+    let agent = other.private.location.clone().unwrap_or_default();
+    other.private.registry_id = Some(other.id.clone());
     other.id = format!("{}@{agent}", other.id);
     regs.insert(keep.id.clone(), keep);
     regs.insert(other.id.clone(), other);
@@ -464,7 +458,7 @@ impl Backend for Consul {
     }
 
     fn render(&self, ep: &Endpoint) -> Result<Registration, Skip> {
-        let skip = |kind: &'static str, reason: String| Skip {
+        let skip = |kind: SkipKind, reason: String| Skip {
             endpoint: ep.describe(),
             kind,
             reason,
@@ -480,59 +474,61 @@ impl Backend for Consul {
             &self
                 .id
                 .render(&props)
-                .map_err(|e| skip("template", format!("id template: {e}")))?,
+                .map_err(|e| skip(SkipKind::Template, format!("id template: {e}")))?,
         );
         if id.trim_matches('-').is_empty() {
-            return Err(skip("template", "id template renders empty".into()));
+            return Err(skip(SkipKind::Template, "id template renders empty".into()));
         }
         let mut tags = BTreeSet::new();
         for t in &self.tags {
             let tag = t
                 .render(&props)
-                .map_err(|e| skip("template", format!("tag template {t}: {e}")))?;
+                .map_err(|e| skip(SkipKind::Template, format!("tag template {t}: {e}")))?;
             if !tag.is_empty() {
                 tags.insert(tag);
             }
         }
-        tags.extend(super::label_tags(ep));
+        tags.extend(crate::labels::label_tags(&ep.props));
         tags.insert(self.owner_tag.clone());
-        let mut meta = super::label_meta(ep);
+        let mut meta = crate::labels::label_meta(&ep.props);
         for (k, t) in &self.meta {
             let v = t
                 .render(&props)
-                .map_err(|e| skip("template", format!("meta template {k}: {e}")))?;
+                .map_err(|e| skip(SkipKind::Template, format!("meta template {k}: {e}")))?;
             meta.insert(k.clone(), v);
         }
         meta.insert(OWNER_META.into(), self.owner.clone());
         meta.insert("external-source".into(), "rancon".into());
         let checks = self
             .checks(ep, &address, port)
-            .map_err(|e| skip("label", e))?;
+            .map_err(|e| skip(SkipKind::Label, e))?;
         if !checks.is_empty() {
-            let json = serde_json::to_string(&checks).map_err(|e| skip("shape", e.to_string()))?;
+            let json =
+                serde_json::to_string(&checks).map_err(|e| skip(SkipKind::Shape, e.to_string()))?;
             meta.insert(CHECKS_META.into(), json);
         }
         // Consul's limits (structs.ValidateServiceMetadata): refusing here keeps one bad
         // service from failing its write every round.
         if meta.len() > 64 {
             return Err(skip(
-                "limit",
+                SkipKind::Limit,
                 format!("{} meta keys (Consul allows 64)", meta.len()),
             ));
         }
         if let Some((k, _)) = meta.iter().find(|(_, v)| v.len() > 512) {
             return Err(skip(
-                "limit",
+                SkipKind::Limit,
                 format!("meta {k} is longer than Consul's 512 characters"),
             ));
         }
         let mut health = None;
+        let mut private = crate::model::Private::default();
         if self.mode == ConsulMode::Agent {
             let agent = self
                 .url
                 .render(&props)
-                .map_err(|e| skip("template", format!("url template: {e}")))?;
-            meta.insert(AGENT_KEY.into(), agent.trim_end_matches('/').to_string());
+                .map_err(|e| skip(SkipKind::Template, format!("url template: {e}")))?;
+            private.location = Some(agent.trim_end_matches('/').to_string());
             if self.check == CheckMode::Source {
                 health = Some(Health::from_source(ep.prop("health")));
             }
@@ -544,12 +540,13 @@ impl Backend for Consul {
             port,
             tags,
             meta,
+            private,
             health,
         })
     }
 
     async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
-        self.api.reload_token();
+        self.api.refresh_token().await;
         match self.mode {
             ConsulMode::Agent => self.list_agents(desired).await,
             ConsulMode::Catalog => self.list_catalog().await,
@@ -600,8 +597,10 @@ impl Backend for Consul {
                     Op::Register { reg, .. } | Op::Refresh(reg) | Op::Deregister(reg) => *reg,
                 };
                 let r = match failed_agents.get(self.agent_of(reg)) {
-                    Some(e) => Err(format!("not attempted: listing this agent failed ({e})")),
-                    None => self.run(op).await.map_err(|e| e.to_string()),
+                    Some(e) => Err(BackendError::NotAttempted {
+                        cause: Box::new(e.clone()),
+                    }),
+                    None => self.run(op).await,
                 };
                 (reg.id.clone(), r)
             })
@@ -612,14 +611,14 @@ impl Backend for Consul {
         for (id, r) in results {
             match r {
                 Ok(()) => report.done += 1,
-                Err(e) => report.failed.push((id, e)),
+                Err(error) => report.failed.push(WriteFailure { id, error }),
             }
         }
-        report.failed.sort();
+        report.failed.sort_by(|a, b| a.id.cmp(&b.id));
         if !self.url.is_literal() {
             // Remember the agents that hold registrations now, so an agent emptied this round
             // is not listed again while one that still holds some always is.
-            let failed: BTreeSet<&str> = report.failed.iter().map(|(id, _)| id.as_str()).collect();
+            let failed: BTreeSet<&str> = report.failed.iter().map(|f| f.id.as_str()).collect();
             let gone = |id: &String| plan.deregister.contains(id) && !failed.contains(id.as_str());
             let holding: BTreeSet<String> = actual
                 .iter()

@@ -2,51 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Meta keys rancon sets itself; config and labels cannot override them.
-pub const RESERVED_META: &[&str] = &[OWNER_META, "external-source", CHECKS_META];
-/// Meta key naming the owning rancon deployment.
-pub const OWNER_META: &str = "rancon-owner";
-/// Meta key holding the checks rancon attached (compact JSON), so a listing alone tells
-/// whether they changed.
-pub const CHECKS_META: &str = "rancon-checks";
-/// Keys starting with `@` never reach Consul: the agent a registration lives on, and the
-/// real service id of a duplicate found on a second agent.
-pub const AGENT_KEY: &str = "@agent";
-pub const ID_KEY: &str = "@id";
-
-/// Whether a meta key is one of rancon's internal `@` keys.
-pub fn is_reserved_internal(key: &str) -> bool {
-    key.starts_with('@')
-}
-
-/// Lower-cases and maps every character outside `[a-z0-9-]` to `-` (the service id rule).
-pub fn service_id(raw: &str) -> String {
-    raw.chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// Consul's allowed meta key characters are `[A-Za-z0-9_-]` (at most 128).
-pub fn meta_key(raw: &str) -> String {
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(128)
-        .collect()
-}
-
+pub use crate::consul::go_duration;
+pub use crate::labels::{CHECKS_META, OWNER_META, RESERVED_META, meta_key, service_id};
 /// Whether `name` is a valid DNS label (what Consul's DNS interface can serve).
 pub fn is_dns_label(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -57,33 +14,34 @@ pub fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// Splits a `rancon.tags` value on commas; `\,` keeps a comma (Traefik rules need them).
-pub fn split_tags(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&',') => {
-                cur.push(',');
-                chars.next();
-            }
-            ',' => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
+/// What a check rancon attaches does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A TTL check mirroring the source's health.
+    Source,
+    /// Consul requests a URL.
+    Http,
+    /// Consul opens a TCP connection.
+    Tcp,
+}
+
+impl CheckKind {
+    /// The word in check ids and names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Source => "source",
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
         }
     }
-    out.push(cur);
-    out.into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
 }
 
 /// One check rancon attaches, as recorded in the `rancon-checks` meta value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckSpec {
-    /// `source` (TTL mirroring the source's health), `http` or `tcp`.
-    pub kind: String,
+    /// What it does.
+    pub kind: CheckKind,
     /// URL (http) or `host:port` (tcp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -104,22 +62,14 @@ pub struct CheckSpec {
 impl CheckSpec {
     /// The check id: `service:<service id>:<kind>`.
     pub fn id(&self, service_id: &str) -> String {
-        format!("service:{service_id}:{}", self.kind)
-    }
-}
-
-/// Go duration text for a std duration (`90s`, `1500ms`).
-pub fn go_duration(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
+        format!("service:{service_id}:{}", self.kind.as_str())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::split_tags;
 
     #[test]
     fn ids_are_lowercased_and_dashed() {
@@ -144,14 +94,5 @@ mod tests {
         assert!(!is_dns_label("web_1"));
         assert!(!is_dns_label("-web"));
         assert!(!is_dns_label(""));
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration(std::time::Duration::from_secs(90)), "90s");
-        assert_eq!(
-            go_duration(std::time::Duration::from_millis(1500)),
-            "1500ms"
-        );
     }
 }

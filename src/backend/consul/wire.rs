@@ -1,29 +1,16 @@
 //! Consul's JSON shapes (PascalCase), as rancon sends and reads them.
 
-use super::render::{CheckSpec, is_reserved_internal};
+use super::render::{CheckKind, CheckSpec};
 use crate::model::{Health, Registration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `base` plus escaped path segments (a base may carry a reverse-proxy path prefix).
-pub fn url(base: &str, segments: &[&str]) -> String {
-    match reqwest::Url::parse(base) {
-        Ok(mut u) => {
-            if let Ok(mut path) = u.path_segments_mut() {
-                path.pop_if_empty().extend(segments);
-            }
-            u.to_string()
-        }
-        // Validated at load; keep a readable URL for the error message anyway.
-        Err(_) => format!("{base}/{}", segments.join("/")),
-    }
-}
+pub use crate::consul::url;
 
-/// The meta Consul stores: without rancon's internal `@` keys.
+/// The meta Consul stores.
 fn consul_meta(reg: &Registration) -> BTreeMap<&str, &str> {
     reg.meta
         .iter()
-        .filter(|(k, _)| !is_reserved_internal(k))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
@@ -81,14 +68,18 @@ impl<'a> AgentService<'a> {
                 .iter()
                 .map(|c| AgentCheck {
                     check_id: c.id(&reg.id),
-                    name: format!("rancon {} check", c.kind),
+                    name: format!("rancon {} check", c.kind.as_str()),
                     ttl: c.ttl.clone(),
-                    http: (c.kind == "http").then(|| c.target.clone()).flatten(),
-                    tcp: (c.kind == "tcp").then(|| c.target.clone()).flatten(),
+                    http: (c.kind == CheckKind::Http)
+                        .then(|| c.target.clone())
+                        .flatten(),
+                    tcp: (c.kind == CheckKind::Tcp)
+                        .then(|| c.target.clone())
+                        .flatten(),
                     interval: c.interval.clone(),
                     // A TTL check starts critical unless told otherwise: start it where the
                     // source says, so a healthy service is routable at once.
-                    status: (c.kind == "source")
+                    status: (c.kind == CheckKind::Source)
                         .then(|| reg.health.unwrap_or(Health::Passing).as_str()),
                     deregister_critical_service_after: c.deregister.clone(),
                 })
@@ -169,7 +160,7 @@ impl<'a> CatalogRegister<'a> {
             },
             checks: checks
                 .iter()
-                .filter(|c| c.kind == "source")
+                .filter(|c| c.kind == CheckKind::Source)
                 .map(|c| {
                     let status = c.status.clone().unwrap_or_else(|| "passing".into());
                     CatalogCheck {
@@ -222,19 +213,17 @@ impl ListedService {
         if !tags.contains(owner_tag) {
             return None;
         }
-        let mut meta = self.meta.unwrap_or_default();
-        // Never trust `@` keys from outside; they only ever come from rancon itself.
-        meta.retain(|k, _| !is_reserved_internal(k));
-        if let Some(a) = agent {
-            meta.insert(super::render::AGENT_KEY.into(), a.to_string());
-        }
         Some(Registration {
             id: self.id,
             name: self.service,
             address: self.address,
             port: self.port,
             tags,
-            meta,
+            meta: self.meta.unwrap_or_default(),
+            private: crate::model::Private {
+                location: agent.map(str::to_string),
+                ..Default::default()
+            },
             health: None,
         })
     }

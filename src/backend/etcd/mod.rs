@@ -7,14 +7,18 @@
 //! writes only the names listed in its index `rancon/index/<root>/<owner>/<name>`. Only such
 //! keys are ever rewritten or deleted.
 
+mod config;
 mod traefik;
 
-use super::consul::render::service_id;
-use super::{ApplyReport, Backend, Listing, port_of};
-use crate::config::{EtcdBackendConfig, EtcdLayout, RawConfig, Secret};
-use crate::error::{BackendError, Skip};
-use crate::model::{Endpoint, Meta, Registration, RegistrationMap};
-use crate::reconcile::Plan;
+pub use config::{EtcdBackendConfig, EtcdLayout};
+
+use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
+use crate::config::Common;
+use crate::config::secret::SecretSource;
+use crate::error::{BackendError, BuildError, Skip};
+use crate::labels::service_id;
+use crate::model::{Endpoint, Meta, Private, Registration, RegistrationMap};
+use crate::plan::Plan;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -24,13 +28,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::Mutex;
-
-/// Hidden meta: the key a registration lives at, and a marker for keys on a foreign lease.
-const KEY: &str = "@key";
-const STALE: &str = "@stale";
 
 /// An etcd backend.
 pub struct Etcd {
@@ -46,8 +45,7 @@ pub struct Etcd {
     http: reqwest::Client,
     endpoints: Vec<String>,
     username: Option<String>,
-    password: Option<Secret>,
-    password_file: Option<PathBuf>,
+    password: SecretSource,
     state: Mutex<State>,
 }
 
@@ -69,11 +67,14 @@ struct Stored {
     tags: BTreeSet<String>,
     #[serde(default)]
     meta: Meta,
+    /// Layout `traefik`: the router rule written beside the servers.
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    attrs: Meta,
 }
 
 impl Etcd {
     /// Builds the backend from its config.
-    pub fn new(name: &str, cfg: &EtcdBackendConfig, global: &RawConfig) -> Result<Self, String> {
+    pub fn new(name: &str, cfg: &EtcdBackendConfig, global: &Common) -> Result<Self, BuildError> {
         let prefix = cfg
             .prefix
             .clone()
@@ -100,15 +101,14 @@ impl Etcd {
             root: prefix.clone(),
             base,
             ttl: cfg.ttl.unwrap_or(global.interval * 3),
-            http: crate::http::client(cfg.timeout, &cfg.tls).map_err(|e| e.to_string())?,
+            http: crate::http::client(cfg.timeout, &cfg.tls)?,
             endpoints: cfg
                 .endpoints
                 .iter()
                 .map(|e| e.trim_end_matches('/').to_string())
                 .collect(),
             username: cfg.username.clone(),
-            password: cfg.password.clone(),
-            password_file: cfg.password_file.clone(),
+            password: SecretSource::new(cfg.password.clone(), cfg.password_file.clone()),
             state: Mutex::new(State::default()),
         })
     }
@@ -196,29 +196,17 @@ impl Etcd {
 
     /// Authenticates (when a user is configured) and makes sure our lease is alive.
     async fn session(&self) -> Result<(Option<String>, String), BackendError> {
+        // Read before taking the lock: no file I/O while holding it.
+        self.password.refresh(&self.name).await;
         let mut st = self.state.lock().await;
         if let Some(user) = &self.username {
-            let password = match &self.password_file {
-                Some(f) => std::fs::read_to_string(f)
-                    .map_err(|e| BackendError::Io {
-                        op: "read",
-                        path: f.clone(),
-                        source: e,
-                    })?
-                    .trim()
-                    .to_string(),
-                None => self
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose().to_string())
-                    .unwrap_or_default(),
-            };
+            let password = self.password.get().unwrap_or_default();
             // Simple tokens expire after minutes: authenticate once a round.
             let v = self
                 .call(
                     "authenticate",
                     "auth/authenticate",
-                    &json!({"name": user, "password": password}),
+                    &json!({"name": user, "password": password.expose()}),
                     None,
                 )
                 .await?;
@@ -279,8 +267,14 @@ impl Etcd {
         if stored.owner != self.owner {
             return None;
         }
-        let mut meta = stored.meta;
-        meta.insert(KEY.into(), key.to_string());
+        let (mut meta, mut attrs) = (stored.meta, stored.attrs);
+        if self.layout == EtcdLayout::Traefik
+            && attrs.is_empty()
+            && let Some(rule) = meta.remove(traefik::RULE)
+        {
+            // An index written before the rule had a field of its own kept it in meta.
+            attrs.insert(traefik::RULE.into(), rule);
+        }
         Some(Registration {
             id: stored.id,
             name: stored.name,
@@ -288,13 +282,18 @@ impl Etcd {
             port: stored.port,
             tags: stored.tags,
             meta,
+            private: Private {
+                location: Some(key.to_string()),
+                attrs,
+                ..Default::default()
+            },
             health: None,
         })
     }
 
     fn stored(&self, reg: &Registration) -> Stored {
-        let mut meta = reg.meta.clone();
-        meta.retain(|k, _| !k.starts_with('@'));
+        let meta = reg.meta.clone();
+        let attrs = reg.private.attrs.clone();
         Stored {
             owner: self.owner.clone(),
             name: reg.name.clone(),
@@ -303,6 +302,7 @@ impl Etcd {
             port: reg.port,
             tags: reg.tags.clone(),
             meta,
+            attrs,
         }
     }
 
@@ -327,7 +327,7 @@ impl Etcd {
         token: Option<&str>,
         lease: &str,
     ) -> Result<(), BackendError> {
-        let key = B64.encode(reg.meta.get(KEY).map(String::as_str).unwrap_or(""));
+        let key = B64.encode(reg.private.location.as_deref().unwrap_or(""));
         if delete {
             self.call("delete", "kv/deleterange", &json!({"key": key}), token)
                 .await
@@ -373,8 +373,9 @@ impl Backend for Etcd {
         let name = service_id(ep.prop("name"));
         let address = ep.prop("host").to_string();
         let id = service_id(&format!("{name}-{address}-{port}"));
-        let tags = super::label_tags(ep);
-        let mut meta = super::label_meta(ep);
+        let tags = crate::labels::label_tags(&ep.props);
+        let meta = crate::labels::label_meta(&ep.props);
+        let mut private = Private::default();
         if self.layout == EtcdLayout::Traefik {
             // One index key per name: the name's servers are written together.
             let rule = ep
@@ -382,10 +383,10 @@ impl Backend for Etcd {
                 .get("rule")
                 .cloned()
                 .unwrap_or_else(|| format!("Host(`{name}`)"));
-            meta.insert(traefik::RULE.into(), rule);
-            meta.insert(KEY.into(), format!("{}/{name}", self.base));
+            private.attrs.insert(traefik::RULE.into(), rule);
+            private.location = Some(format!("{}/{name}", self.base));
         } else {
-            meta.insert(KEY.into(), format!("{}/{name}/{id}", self.base));
+            private.location = Some(format!("{}/{name}/{id}", self.base));
         }
         Ok(Registration {
             id,
@@ -394,6 +395,7 @@ impl Backend for Etcd {
             port,
             tags,
             meta,
+            private,
             health: None,
         })
     }
@@ -424,7 +426,7 @@ impl Backend for Etcd {
             for mut reg in regs {
                 // A key on another lease (an earlier process's) would expire: rewrite it on ours.
                 if field("lease") != lease {
-                    reg.meta.insert(STALE.into(), "1".into());
+                    reg.private.stale = true;
                 }
                 listing.regs.insert(reg.id.clone(), reg);
             }
@@ -473,10 +475,10 @@ impl Backend for Etcd {
         for (id, r) in results {
             match r {
                 Ok(()) => report.done += 1,
-                Err(e) => report.failed.push((id, e.to_string())),
+                Err(error) => report.failed.push(WriteFailure { id, error }),
             }
         }
-        report.failed.sort();
+        report.failed.sort_by(|a, b| a.id.cmp(&b.id));
         report
     }
 }

@@ -2,14 +2,14 @@
 //! per name in one transaction; rancon's index of each name it wrote sits beside them.
 
 use super::{B64, Etcd, Stored};
-use crate::backend::ApplyReport;
-use crate::model::{Registration, RegistrationMap};
-use crate::reconcile::{Plan, applied, by_name};
+use crate::backend::{ApplyReport, WriteFailure};
+use crate::model::{Registration, RegistrationMap, bracket};
+use crate::plan::{Plan, applied, by_name};
 use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-/// Meta key holding the router rule.
+/// Private attribute holding the router rule.
 pub const RULE: &str = "rule";
 
 /// The registrations an index key lists (a JSON array of stored registrations).
@@ -71,7 +71,7 @@ pub async fn apply(
                     let key = format!("{root}/http/services/{name}/loadbalancer/servers/{i}/url");
                     ops.push(json!({"request_delete_range": {"key": B64.encode(key)}}));
                 }
-                let rule = regs[0].meta.get(RULE).cloned().unwrap_or_default();
+                let rule = regs[0].private.attrs.get(RULE).cloned().unwrap_or_default();
                 ops.push(put(
                     &format!("{root}/http/routers/{name}/rule"),
                     &rule,
@@ -83,14 +83,9 @@ pub async fn apply(
                     lease,
                 ));
                 for (i, r) in regs.iter().enumerate() {
-                    let host = if r.address.contains(':') {
-                        format!("[{}]", r.address)
-                    } else {
-                        r.address.clone()
-                    };
                     ops.push(put(
                         &format!("{root}/http/services/{name}/loadbalancer/servers/{i}/url"),
-                        &format!("http://{host}:{}", r.port),
+                        &format!("http://{}:{}", bracket(&r.address), r.port),
                         lease,
                     ));
                 }
@@ -133,9 +128,12 @@ pub async fn apply(
             );
         match result {
             Ok(_) => report.done += ids.count(),
-            Err(e) => report.failed.extend(ids.map(|id| (id, e.to_string()))),
+            Err(error) => report.failed.extend(ids.map(|id| WriteFailure {
+                id,
+                error: error.clone(),
+            })),
         }
     }
-    report.failed.sort();
+    report.failed.sort_by(|a, b| a.id.cmp(&b.id));
     report
 }

@@ -1,10 +1,14 @@
 //! `type = "static"`: services declared in the config or in a TOML/JSON file.
 
+mod config;
+
+pub use config::{StaticService, StaticSourceConfig};
+
 use super::{Naming, Source};
-use crate::config::{RawConfig, StaticService, StaticSourceConfig};
-use crate::error::{Skip, SourceError};
+use crate::config::Common;
+use crate::error::{BuildError, Skip, SourceError};
 use crate::model::Endpoint;
-use crate::template::{Props, TemplateError};
+use crate::template::Props;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -19,16 +23,18 @@ pub struct StaticSource {
 
 impl StaticSource {
     /// Builds the source from its config.
-    pub fn new(
-        name: &str,
-        cfg: &StaticSourceConfig,
-        global: &RawConfig,
-    ) -> Result<Self, TemplateError> {
+    pub fn new(name: &str, cfg: &StaticSourceConfig, global: &Common) -> Result<Self, BuildError> {
         Ok(Self {
             name: name.to_string(),
             services: cfg.services.clone(),
             file: cfg.file.clone(),
-            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref())?,
+            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref()).map_err(
+                |source| BuildError::Template {
+                    what: "name",
+                    text: cfg.name.clone().unwrap_or_else(|| global.name.clone()),
+                    source,
+                },
+            )?,
         })
     }
 }
@@ -40,11 +46,20 @@ struct ServicesFile {
     services: Vec<StaticService>,
 }
 
-/// Reads a services file: JSON when it ends in `.json`, TOML otherwise.
+/// Reads a services file: JSON when it ends in `.json`, TOML otherwise (blocking: for
+/// start-up and tests; rounds read it with `tokio::fs`).
 pub fn read_services_file(path: &Path) -> Result<Vec<StaticService>, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
+    parse_services(path, std::fs::read_to_string(path))
+}
+
+/// Parses what reading a services file gave.
+pub fn parse_services(
+    path: &Path,
+    read: std::io::Result<String>,
+) -> Result<Vec<StaticService>, SourceError> {
+    let text = read.map_err(|source| SourceError::Io {
         path: path.to_path_buf(),
-        source,
+        source: std::sync::Arc::new(source),
     })?;
     let decode = |message: String| SourceError::Decode {
         what: path.display().to_string(),
@@ -67,7 +82,7 @@ impl Source for StaticSource {
     async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError> {
         let mut services = self.services.clone();
         if let Some(file) = &self.file {
-            services.extend(read_services_file(file)?);
+            services.extend(parse_services(file, tokio::fs::read_to_string(file).await)?);
         }
         let mut endpoints = Vec::with_capacity(services.len());
         let mut skipped = Vec::new();

@@ -1,7 +1,5 @@
 //! The pure planner: what to write so that `actual` becomes `desired`.
 
-pub mod engine;
-
 use crate::model::{Registration, RegistrationMap};
 use serde::Serialize;
 use std::borrow::Borrow;

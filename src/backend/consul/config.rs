@@ -1,6 +1,7 @@
-//! `type = "consul"` backend configuration.
+//! `type = "consul"` backend configuration, its checks and Consul's conventional variables.
 
-use super::{ClientTls, Secret};
+use crate::config::{ClientTls, Collector, Common, Component, Secret};
+use crate::template::Template;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -97,7 +98,7 @@ pub struct ConsulBackendConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Timeout of each request.
-    #[serde(default = "super::default_timeout", with = "humantime_serde")]
+    #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
     /// When `url` has placeholders: an agent (no placeholders) whose catalog tells which agents
@@ -127,7 +128,7 @@ impl Default for ConsulBackendConfig {
             check_deregister_after: None,
             tls: ClientTls::default(),
             concurrency: default_concurrency(),
-            timeout: super::default_timeout(),
+            timeout: crate::config::default_timeout(),
             discovery_url: None,
             sources: None,
         }
@@ -151,4 +152,111 @@ fn default_id() -> String {
 
 fn default_concurrency() -> usize {
     16
+}
+
+impl Component for ConsulBackendConfig {
+    fn validate(&self, key: &str, _: &Common, c: &mut Collector<'_>) {
+        match Template::parse(&self.url) {
+            Err(e) => c.add(format!("{key}.url"), format!("malformed template: {e}")),
+            Ok(t) => {
+                // Placeholders stand for host names; check the rest with a stand-in.
+                let sample = t
+                    .render_with(|_| Some("placeholder.invalid"))
+                    .unwrap_or_default();
+                c.http_url(format!("{key}.url"), &sample);
+                if !t.is_literal() && self.mode == ConsulMode::Catalog {
+                    c.add(
+                        format!("{key}.url"),
+                        "catalog mode writes through one agent: the URL cannot hold placeholders",
+                    );
+                }
+            }
+        }
+        if let Some(u) = &self.discovery_url {
+            c.http_url(format!("{key}.discovery_url"), u);
+        }
+        if let Some(f) = &self.token_file {
+            c.file(format!("{key}.token_file"), f);
+        }
+        c.template(format!("{key}.id"), &self.id);
+        for (i, t) in self.tags.iter().enumerate() {
+            c.template(format!("{key}.tags.{i}"), t);
+        }
+        for (m, t) in &self.meta {
+            c.template(format!("{key}.meta.{m}"), t);
+            let clean = crate::labels::meta_key(m);
+            if clean.is_empty() || crate::labels::RESERVED_META.contains(&clean.as_str()) {
+                c.add(
+                    format!("{key}.meta.{m}"),
+                    "meta key is empty after sanitising or reserved for rancon's ownership marker",
+                );
+            }
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            c.add(format!("{key}.concurrency"), "must be from 1 to 1024");
+        }
+        if self.timeout.is_zero() {
+            c.add(format!("{key}.timeout"), "must be more than 0s");
+        }
+        if self.node.trim().is_empty() {
+            c.add(format!("{key}.node"), "must not be empty");
+        }
+        if self.check_ttl.is_some_and(|t| t.as_secs() < 1) {
+            c.add(format!("{key}.check_ttl"), "must be at least 1s");
+        }
+        if self
+            .check_deregister_after
+            .is_some_and(|t| t.as_secs() < 60)
+        {
+            c.add(
+                format!("{key}.check_deregister_after"),
+                "Consul's minimum is 1m",
+            );
+        }
+        self.tls.validate(&format!("{key}.tls"), c);
+    }
+
+    /// The variables of Consul's own CLI and API client (`api/api.go` `defaultConfig`).
+    fn conventional_env(&mut self, var: &dyn Fn(&str) -> Option<String>) {
+        // Go's strconv.ParseBool, which Consul uses for its boolean variables.
+        let flag = |k: &str| match var(k).as_deref() {
+            Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
+            Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Some(false),
+            _ => None,
+        };
+        if self.url.is_empty() {
+            self.url = match var("CONSUL_HTTP_ADDR") {
+                Some(a) if a.contains("://") => a,
+                Some(a) if flag("CONSUL_HTTP_SSL") == Some(true) => format!("https://{a}"),
+                Some(a) => format!("http://{a}"),
+                None => DEFAULT_URL.into(),
+            };
+        }
+        if self.token.is_none() && self.token_file.is_none() {
+            self.token_file = var("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from);
+            if self.token_file.is_none() {
+                self.token = var("CONSUL_HTTP_TOKEN").map(Secret::new);
+            }
+        }
+        let tls = &mut self.tls;
+        if tls.ca_file.is_none() {
+            tls.ca_file = var("CONSUL_CACERT").map(PathBuf::from);
+        }
+        if tls.cert_file.is_none() && tls.key_file.is_none() {
+            tls.cert_file = var("CONSUL_CLIENT_CERT").map(PathBuf::from);
+            tls.key_file = var("CONSUL_CLIENT_KEY").map(PathBuf::from);
+        }
+        if tls.server_name.is_none() {
+            // Consul strips a `:port` from the name.
+            tls.server_name = var("CONSUL_TLS_SERVER_NAME")
+                .map(|n| n.rsplit_once(':').map_or(n.clone(), |(h, _)| h.to_string()));
+        }
+        if !tls.insecure && flag("CONSUL_HTTP_SSL_VERIFY") == Some(false) {
+            tls.insecure = true;
+        }
+    }
+
+    fn sources(&self) -> Option<&[String]> {
+        self.sources.as_deref()
+    }
 }

@@ -3,9 +3,14 @@
 //! Per project it makes three paginated listings (stacks, services, and containers for
 //! internal endpoints), never one request per service.
 
+mod config;
+
+pub use config::{EndpointKind, RancherSourceConfig};
+
 use super::{Naming, Source};
-use crate::config::{EndpointKind, RancherSourceConfig, RawConfig};
-use crate::error::{Skip, SourceError};
+use crate::config::Common;
+use crate::config::secret::SecretSource;
+use crate::error::{BuildError, Skip, SkipKind, SourceError};
 use crate::model::Endpoint;
 use crate::template::Props;
 use async_trait::async_trait;
@@ -15,11 +20,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// One collection item, kept as text until it is decoded into its own type (one parse, not two).
-type Item = Box<RawValue>;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Page size asked for; Rancher caps it at 1000.
+/// One collection item, kept as raw JSON text until the page is done, then decoded into its
+/// own type (and, for warnings, into `Ident`).
+type Item = Box<RawValue>;
+
+/// Page size asked for.
 const PAGE_LIMIT: u32 = 1000;
 /// Upper bound on pages of one listing, against servers that keep sending new `next` links.
 const MAX_PAGES: usize = 10_000;
@@ -32,17 +39,12 @@ pub struct RancherSource {
     project_url: bool,
     client: reqwest::Client,
     access_key: String,
-    secret: String,
+    secret: SecretSource,
     endpoints: EndpointKind,
     stacks: Filter,
     environments: Filter,
     naming: Naming,
 }
-
-/// A building problem (bad glob, TLS setup).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BuildError(pub String);
 
 struct Filter {
     include: Option<GlobSet>,
@@ -54,9 +56,9 @@ impl Filter {
         let set = |globs: &[String]| -> Result<GlobSet, BuildError> {
             let mut b = GlobSetBuilder::new();
             for g in globs {
-                b.add(Glob::new(g).map_err(|e| BuildError(format!("glob {g:?}: {e}")))?);
+                b.add(Glob::new(g).map_err(|e| BuildError::Invalid(format!("glob {g:?}: {e}")))?);
             }
-            b.build().map_err(|e| BuildError(e.to_string()))
+            b.build().map_err(|e| BuildError::Invalid(e.to_string()))
         };
         Ok(Self {
             include: if include.is_empty() {
@@ -153,58 +155,47 @@ struct Container {
 
 impl RancherSource {
     /// Builds the source; the config was validated.
-    pub fn new(
-        name: &str,
-        cfg: &RancherSourceConfig,
-        global: &RawConfig,
-    ) -> Result<Self, BuildError> {
-        let secret = match &cfg.secret_key_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| BuildError(format!("secret_key_file {}: {e}", p.display())))?
-                .trim()
-                .to_string(),
-            None => cfg
-                .secret_key
-                .as_ref()
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default(),
-        };
+    pub fn new(name: &str, cfg: &RancherSourceConfig, global: &Common) -> Result<Self, BuildError> {
         let (url, v1, project_url) = normalize(&cfg.url);
         Ok(Self {
             name: name.to_string(),
             url,
             v1,
             project_url,
-            client: crate::http::client(cfg.timeout, &cfg.tls)
-                .map_err(|e| BuildError(e.to_string()))?,
+            client: crate::http::client(cfg.timeout, &cfg.tls)?,
             access_key: cfg.access_key.clone().unwrap_or_default(),
-            secret,
+            secret: SecretSource::new(cfg.secret_key.clone(), cfg.secret_key_file.clone()),
             endpoints: cfg.endpoints,
             stacks: Filter::new(&cfg.include_stacks, &cfg.exclude_stacks)?,
             environments: Filter::new(&cfg.include_environments, &cfg.exclude_environments)?,
-            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref())
-                .map_err(|e| BuildError(e.to_string()))?,
+            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref()).map_err(
+                |source| BuildError::Template {
+                    what: "name",
+                    text: cfg.name.clone().unwrap_or_else(|| global.name.clone()),
+                    source,
+                },
+            )?,
         })
     }
 
-    /// GET with retries of transient failures (see `http::retry_policy`).
+    /// GET with retries of transient failures (see `http::with_retry`).
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
-        use backon::Retryable;
-        (|| self.get_once(url))
-            .retry(crate::http::retry_policy())
-            .when(|e| match e {
+        crate::http::with_retry(
+            || self.get_once(url),
+            |e| match e {
                 SourceError::Transport { .. } => true,
                 SourceError::Http { status, .. } => crate::http::transient_status(*status),
                 _ => false,
-            })
-            .notify(|e, after| tracing::debug!(error = %e, ?after, "retrying"))
-            .await
+            },
+        )
+        .await
     }
 
     async fn get_once<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
         let mut req = self.client.get(url).header("Accept", "application/json");
         if !self.access_key.is_empty() {
-            req = req.basic_auth(&self.access_key, Some(&self.secret));
+            let secret = self.secret.get().unwrap_or_default();
+            req = req.basic_auth(&self.access_key, Some(secret.expose()));
         }
         let transport = |e: reqwest::Error| SourceError::Transport {
             url: url.to_string(),
@@ -355,7 +346,7 @@ impl RancherSource {
                 Err((label, e)) => {
                     skipped.push(Skip {
                         endpoint: format!("{}/{environment}/{label}", self.name),
-                        kind: "shape",
+                        kind: SkipKind::Shape,
                         reason: format!("unexpected shape: {e}"),
                     });
                     continue;
@@ -460,6 +451,7 @@ impl Source for RancherSource {
     }
 
     async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError> {
+        self.secret.refresh(&self.name).await;
         let mut endpoints = Vec::new();
         let mut skipped = Vec::new();
         for (project, environment) in self.projects().await? {

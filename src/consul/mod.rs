@@ -1,87 +1,69 @@
-//! The Consul HTTP calls rancon makes (wire-formats.md section C), with Consul's error
-//! conventions: plain-text bodies, 403 for ACL denials, empty-body 200s.
+//! The one Consul HTTP client (the consul backend's calls and leader election's): ACL token,
+//! TLS, retries, and Consul's error conventions — plain-text bodies, 403 for ACL denials,
+//! empty-body 200s.
 
-use crate::config::Secret;
+use crate::config::secret::SecretSource;
 use crate::error::BackendError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::path::PathBuf;
-use std::sync::RwLock;
 
-/// One HTTP client (keep-alive, TLS) shared by every agent this backend talks to.
+/// One HTTP client (keep-alive, TLS) shared by every agent a component talks to.
 pub struct Api {
+    /// The component name, for errors.
     pub backend: String,
+    /// The client.
     pub http: reqwest::Client,
+    /// `?dc=` for catalog calls.
     pub datacenter: Option<String>,
-    token: RwLock<Option<Secret>>,
-    token_file: Option<PathBuf>,
+    token: SecretSource,
 }
 
 impl Api {
+    /// A client for `backend` with its token (inline, or a file re-read by `refresh_token`).
     pub fn new(
         backend: &str,
         http: reqwest::Client,
         datacenter: Option<String>,
-        token: Option<Secret>,
-        token_file: Option<PathBuf>,
+        token: SecretSource,
     ) -> Self {
-        let api = Self {
+        Self {
             backend: backend.to_string(),
             http,
             datacenter,
-            token: RwLock::new(token),
-            token_file,
-        };
-        api.reload_token();
-        api
-    }
-
-    /// Re-reads `token_file` (once a round), so a rotated token is picked up without a restart.
-    /// A file that cannot be read keeps the previous token.
-    pub fn reload_token(&self) {
-        let Some(path) = &self.token_file else { return };
-        match std::fs::read_to_string(path) {
-            Ok(t) => {
-                let t = t.trim();
-                *self.token.write().expect("token lock") = (!t.is_empty()).then(|| Secret::new(t));
-            }
-            Err(e) => {
-                tracing::warn!(backend = %self.backend, file = %path.display(), error = %e, "cannot read token_file; keeping the previous token")
-            }
+            token,
         }
     }
 
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let mut req = self.http.request(method, url);
-        if let Some(t) = self.token.read().expect("token lock").as_ref() {
+    /// Re-reads the token file (once a round), so a rotated token needs no restart.
+    pub async fn refresh_token(&self) {
+        self.token.refresh(&self.backend).await;
+    }
+
+    fn request(&self, method: &reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method.clone(), url);
+        if let Some(t) = self.token.get() {
             req = req.header("X-Consul-Token", t.expose());
         }
         req
     }
 
-    /// Sends (retrying transient failures, see `http::retry_policy`) and maps errors; returns
-    /// the body of a 2xx answer.
+    /// Sends (retrying transient failures, see `http::with_retry`) and maps errors; returns the
+    /// body of a 2xx answer. The request is built anew for each attempt.
     async fn send(
         &self,
         op: &'static str,
         url: &str,
-        req: reqwest::RequestBuilder,
+        make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, BackendError> {
-        use backon::Retryable;
-        let attempt = || async {
-            // Bodies are buffered JSON, so the request can always be cloned.
-            let req = req.try_clone().expect("buffered request body");
-            self.send_once(op, url, req).await
-        };
-        attempt
-            .retry(crate::http::retry_policy())
-            .when(|e| match e {
+        crate::http::with_retry(
+            || self.send_once(op, url, make()),
+            |e| match e {
                 BackendError::Transport { .. } => true,
                 BackendError::Http { status, .. } => crate::http::transient_status(*status),
                 _ => false,
-            })
-            .notify(|e, after| tracing::debug!(error = %e, ?after, "retrying"))
-            .await
+            },
+        )
+        .await
     }
 
     async fn send_once(
@@ -139,8 +121,8 @@ impl Api {
         url: &str,
         query: &[(&str, &str)],
     ) -> Result<T, BackendError> {
-        let req = self.request(reqwest::Method::GET, url).query(query);
-        let body = self.send(op, url, req).await?;
+        let make = || self.request(&reqwest::Method::GET, url).query(query);
+        let body = self.send(op, url, make).await?;
         serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
             what: format!("{op} answer from {url}"),
             message: e.to_string(),
@@ -155,11 +137,9 @@ impl Api {
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<(), BackendError> {
-        let mut req = self.request(reqwest::Method::PUT, url).query(query);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        self.send(op, url, req).await.map(drop)
+        self.send(op, url, || self.put_request(url, query, body))
+            .await
+            .map(drop)
     }
 
     /// PUT with an optional JSON body, returning the JSON answer (`true`/`false`, an object).
@@ -170,15 +150,26 @@ impl Api {
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<T, BackendError> {
-        let mut req = self.request(reqwest::Method::PUT, url).query(query);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let body = self.send(op, url, req).await?;
+        let body = self
+            .send(op, url, || self.put_request(url, query, body))
+            .await?;
         serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
             what: format!("{op} answer from {url}"),
             message: e.to_string(),
         })
+    }
+
+    fn put_request<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> reqwest::RequestBuilder {
+        let req = self.request(&reqwest::Method::PUT, url).query(query);
+        match body {
+            Some(b) => req.json(b),
+            None => req,
+        }
     }
 
     /// `?dc=` for catalog calls, when a datacenter is configured.
@@ -193,4 +184,41 @@ impl Api {
 /// Whether an error is an HTTP 404 (unknown service or check).
 pub fn is_not_found(e: &BackendError) -> bool {
     matches!(e, BackendError::Http { status: 404, .. })
+}
+
+/// `base` plus escaped path segments (a base may carry a reverse-proxy path prefix).
+pub fn url(base: &str, segments: &[&str]) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut u) => {
+            if let Ok(mut path) = u.path_segments_mut() {
+                path.pop_if_empty().extend(segments);
+            }
+            u.to_string()
+        }
+        // Validated at load; keep a readable URL for the error message anyway.
+        Err(_) => format!("{base}/{}", segments.join("/")),
+    }
+}
+
+/// Go duration text for a std duration (`90s`, `1500ms`), as Consul parses them.
+pub fn go_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(std::time::Duration::from_secs(90)), "90s");
+        assert_eq!(
+            go_duration(std::time::Duration::from_millis(1500)),
+            "1500ms"
+        );
+    }
 }

@@ -1,12 +1,18 @@
-//! One round: fetch sources → render per backend → list owned → plan → guards → apply.
+//! The round engine: fetch sources → render per backend → list owned → plan → guards → apply.
+//! The only room that drives sources and backends.
 
-use super::{Plan, plan, plan_owned};
+mod report;
+
+pub use report::{BackendFailure, BackendOutcome, RoundReport, SourceOutcome, Totals};
+
 use crate::backend::Backend;
 use crate::error::Skip;
 use crate::model::{Endpoint, RegistrationMap};
+use crate::plan::plan_owned;
 use crate::source::Source;
-use serde::Serialize;
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Instrument;
 
 /// The components of a running rancon, built once from the config.
@@ -15,11 +21,11 @@ pub struct Pipeline {
     pub sources: Vec<Box<dyn Source>>,
     /// Backends, in config order.
     pub backends: Vec<Box<dyn Backend>>,
-    /// The deregistration guard (see `RawConfig::max_deregister_fraction`).
+    /// The deregistration guard (see `Config::max_deregister_fraction`).
     pub max_deregister_fraction: f64,
     /// With leader election: true while this replica holds the lock. Rounds run without it
     /// plan but do not write.
-    pub write_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub write_gate: Option<Arc<AtomicBool>>,
 }
 
 /// How to run a round.
@@ -31,87 +37,14 @@ pub struct RoundOptions {
     pub force: bool,
 }
 
-/// What one source produced this round.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceOutcome {
-    /// Component name.
-    pub source: String,
-    /// Endpoints selected.
-    pub endpoints: usize,
-    /// Endpoints skipped, with reasons.
-    pub skipped: Vec<Skip>,
-    /// Set when the source failed to list; its backends then deregister nothing.
-    pub error: Option<String>,
-}
-
-/// What one backend did this round.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BackendOutcome {
-    /// Component name.
-    pub backend: String,
-    /// The plan (after guards), when listing succeeded.
-    pub plan: Option<Plan>,
-    /// Writes that failed (id, error); retried next round.
-    pub failed: Vec<(String, String)>,
-    /// Why the backend's round failed as a whole (listing error, guard).
-    pub error: Option<String>,
-    /// Deregistrations held back because a source failed or the guard tripped.
-    pub held_back: usize,
-    /// Whether the deregistration guard stopped this backend's deregistrations.
-    pub guard_tripped: bool,
-    /// Endpoints this backend could not render (bad template, port, label), with reasons.
-    pub skipped: Vec<Skip>,
-}
-
-/// The outcome of one round.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoundReport {
-    /// Per source.
-    pub sources: Vec<SourceOutcome>,
-    /// Per backend.
-    pub backends: Vec<BackendOutcome>,
-    /// Whether the round was a dry run.
-    pub dry_run: bool,
-    /// Whether this replica was a standby (leader election) and wrote nothing.
-    pub standby: bool,
-}
-
-impl RoundReport {
-    /// True when anything failed: a source, a listing, a write, or the guard.
-    pub fn failed(&self) -> bool {
-        self.sources.iter().any(|s| s.error.is_some())
-            || self
-                .backends
-                .iter()
-                .any(|b| b.error.is_some() || !b.failed.is_empty())
-    }
-
-    /// Totals over all backends: (registered, updated, deregistered, unchanged, failed).
-    pub fn totals(&self) -> (usize, usize, usize, usize, usize) {
-        let mut t = (0, 0, 0, 0, 0);
-        for b in &self.backends {
-            if let Some(p) = &b.plan {
-                let failed: BTreeSet<&str> = b.failed.iter().map(|(id, _)| id.as_str()).collect();
-                let ok = |id: &String| !failed.contains(id.as_str());
-                t.0 += p.register.keys().filter(|id| ok(id)).count();
-                t.1 += p.update.keys().filter(|id| ok(id)).count();
-                t.2 += p.deregister.iter().filter(|id| ok(id)).count();
-                t.3 += p.unchanged;
-            }
-            t.4 += b.failed.len();
-        }
-        t
-    }
-}
-
 /// Whether backend `be` reads source `src`.
-fn feeds(be: &dyn Backend, src: &str) -> bool {
+pub fn feeds(be: &dyn Backend, src: &str) -> bool {
     be.sources().is_none_or(|s| s.iter().any(|x| x == src))
 }
 
 /// What `be` should hold for these endpoints (only those of the sources it reads), and the
 /// endpoints it could not render.
-fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Vec<Skip>) {
+pub fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Vec<Skip>) {
     let name = be.name();
     let mut desired = RegistrationMap::new();
     let mut skipped = Vec::new();
@@ -133,59 +66,12 @@ fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Vec<Sk
     (desired, skipped)
 }
 
-/// What `rancon purge` would remove from one backend.
-pub struct PurgePlan {
-    /// The owned registrations found.
-    pub actual: RegistrationMap,
-    /// Deregister every one of them.
-    pub plan: Plan,
-    /// Parts that could not be listed (they keep their registrations).
-    pub partial: Vec<String>,
-}
-
 impl Pipeline {
     /// True while leader election says another replica writes.
     fn standby(&self) -> bool {
         self.write_gate
             .as_ref()
-            .is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst))
-    }
-
-    /// Lists everything this owner holds in backend `name` and plans its removal. The sources
-    /// are read only to tell a backend with one agent per host where to look.
-    pub async fn purge_plan(&self, name: &str) -> Result<PurgePlan, String> {
-        let be = self
-            .backends
-            .iter()
-            .find(|b| b.name() == name)
-            .ok_or_else(|| format!("no backend named {name:?} is configured"))?;
-        let mut endpoints = Vec::new();
-        for s in &self.sources {
-            match s.fetch().await {
-                Ok((eps, _)) => endpoints.extend(eps),
-                Err(e) => {
-                    tracing::warn!(source = s.name(), error = %e, "source failed; purge looks only where the backend already knows")
-                }
-            }
-        }
-        let listing = be
-            .list(&desired(be.as_ref(), &endpoints).0)
-            .await
-            .map_err(|e| e.to_string())?;
-        let plan = plan(&RegistrationMap::new(), &listing.regs);
-        Ok(PurgePlan {
-            actual: listing.regs,
-            plan,
-            partial: listing.partial,
-        })
-    }
-
-    /// Applies a purge plan to backend `name`.
-    pub async fn purge(&self, name: &str, p: &PurgePlan) -> crate::backend::ApplyReport {
-        match self.backends.iter().find(|b| b.name() == name) {
-            Some(be) => be.apply(&RegistrationMap::new(), &p.actual, &p.plan).await,
-            None => Default::default(),
-        }
+            .is_some_and(|g| !g.load(Ordering::SeqCst))
     }
 
     /// Runs one round.
@@ -219,7 +105,7 @@ impl Pipeline {
                         source: name,
                         endpoints: 0,
                         skipped: vec![],
-                        error: Some(e.to_string()),
+                        error: Some(e),
                     });
                 }
             }
@@ -232,16 +118,22 @@ impl Pipeline {
             .map(|be| desired(be.as_ref(), &endpoints))
             .collect();
         drop(endpoints);
-        let mut backends = Vec::new();
-        for (be, (desired, skipped)) in self.backends.iter().zip(wanted) {
-            let span = tracing::info_span!("backend", name = be.name());
-            let mut outcome = self
-                .backend_round(be.as_ref(), desired, &failed_sources, opts)
+        // Backends are independent: one slow registry does not delay the others' writes.
+        let failed_sources = &failed_sources;
+        let backends = futures::future::join_all(self.backends.iter().zip(wanted).map(
+            |(be, (desired, skipped))| {
+                let span = tracing::info_span!("backend", name = be.name());
+                async move {
+                    let mut outcome = self
+                        .backend_round(be.as_ref(), desired, failed_sources, opts)
+                        .await;
+                    outcome.skipped = skipped;
+                    outcome
+                }
                 .instrument(span)
-                .await;
-            outcome.skipped = skipped;
-            backends.push(outcome);
-        }
+            },
+        ))
+        .await;
         RoundReport {
             sources,
             backends,
@@ -268,13 +160,13 @@ impl Pipeline {
                     for e in &listing.partial {
                         tracing::error!(backend = name, error = %e, "cannot list part of the registrations; nothing there is deregistered this round");
                     }
-                    out.error = Some(format!("list: {}", listing.partial.join("; ")));
+                    out.failures.push(BackendFailure::Partial(listing.partial));
                 }
                 listing.regs
             }
             Err(e) => {
                 tracing::error!(backend = name, error = %e, "cannot list registrations");
-                out.error = Some(format!("list: {e}"));
+                out.failures.push(BackendFailure::List(e));
                 return out;
             }
         };
@@ -286,17 +178,16 @@ impl Pipeline {
         }
         let limit = self.max_deregister_fraction * actual.len() as f64;
         if !opts.force && self.max_deregister_fraction < 1.0 && p.deregister.len() as f64 > limit {
-            let msg = format!(
-                "guard: would deregister {} of {} owned registrations (more than max_deregister_fraction = {}); deregistering none (use --force to override)",
-                p.deregister.len(),
-                actual.len(),
-                self.max_deregister_fraction
-            );
-            tracing::error!(backend = name, "{msg}");
+            let guard = BackendFailure::Guard {
+                would: p.deregister.len(),
+                owned: actual.len(),
+                max: self.max_deregister_fraction,
+            };
+            tracing::error!(backend = name, "{guard}");
             out.held_back += p.deregister.len();
             out.guard_tripped = true;
             p.deregister.clear();
-            out.error = Some(out.error.map_or(msg.clone(), |e| format!("{e}; {msg}")));
+            out.failures.push(guard);
         }
         // A standby replica plans like the leader but never writes; the gate is looked at
         // right before writing, so a leadership lost during the round stops the writes.
@@ -306,7 +197,8 @@ impl Pipeline {
         }
         if !opts.dry_run && !standby {
             let report = be.apply(&unchanged, &actual, &p).await;
-            let ok = |id: &String| !report.failed.iter().any(|(f, _)| f == id);
+            let failed: BTreeSet<&str> = report.failed.iter().map(|f| f.id.as_str()).collect();
+            let ok = |id: &String| !failed.contains(id.as_str());
             for (id, reg) in p.register.iter().filter(|(id, _)| ok(id)) {
                 tracing::info!(backend = name, id = %id, name = %reg.name, address = %reg.address, port = reg.port, "registered");
             }
@@ -320,9 +212,10 @@ impl Pipeline {
                     .unwrap_or_default();
                 tracing::info!(backend = name, id = %id, name = n, address = a, port, "deregistered");
             }
-            for (id, e) in &report.failed {
-                tracing::error!(backend = name, id = %id, error = %e, "write failed; retried next round");
+            for f in &report.failed {
+                tracing::error!(backend = name, id = %f.id, error = %f.error, "write failed; retried next round");
             }
+            drop(failed);
             out.failed = report.failed;
         }
         out.plan = Some(p);

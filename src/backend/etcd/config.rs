@@ -1,6 +1,6 @@
-//! `type = "etcd"` backend configuration.
+//! `type = "etcd"` backend configuration and its checks.
 
-use super::{ClientTls, Secret};
+use crate::config::{ClientTls, Collector, Common, Component, Secret};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ pub struct EtcdBackendConfig {
     #[schemars(with = "Option<String>")]
     pub ttl: Option<Duration>,
     /// Timeout of each request.
-    #[serde(default = "super::default_timeout", with = "humantime_serde")]
+    #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
     /// Names of the sources this backend reads (default: all).
@@ -74,4 +74,42 @@ fn default_endpoints() -> Vec<String> {
 
 fn default_domain() -> String {
     "rancon.local".into()
+}
+
+impl Component for EtcdBackendConfig {
+    fn validate(&self, key: &str, _: &Common, c: &mut Collector<'_>) {
+        if self.endpoints.is_empty() {
+            c.add(format!("{key}.endpoints"), "needs at least one URL");
+        }
+        for (i, u) in self.endpoints.iter().enumerate() {
+            c.http_url(format!("{key}.endpoints.{i}"), u);
+        }
+        let has_password = self.password.is_some() || self.password_file.is_some();
+        if self.username.is_some() != has_password {
+            c.add(
+                format!("{key}.username"),
+                "username and password (or password_file) go together",
+            );
+        }
+        if let Some(f) = &self.password_file {
+            c.file(format!("{key}.password_file"), f);
+        }
+        if self.ttl.is_some_and(|t| t.as_secs() < 2) {
+            c.add(format!("{key}.ttl"), "must be at least 2s");
+        }
+        if self.timeout.is_zero() {
+            c.add(format!("{key}.timeout"), "must be more than 0s");
+        }
+        if self.domain.split('.').any(|l| l.is_empty()) {
+            c.add(
+                format!("{key}.domain"),
+                format!("{:?} is not a DNS domain", self.domain),
+            );
+        }
+        self.tls.validate(&format!("{key}.tls"), c);
+    }
+
+    fn sources(&self) -> Option<&[String]> {
+        self.sources.as_deref()
+    }
 }

@@ -3,16 +3,20 @@
 //! The file at `path` belongs to rancon alone (point Traefik's `directory` option at a folder
 //! to keep hand-written files beside it): every router and service in it is this owner's.
 
-use super::{ApplyReport, Backend, Listing, port_of};
-use crate::config::TraefikFileConfig;
-use crate::error::{BackendError, Skip};
-use crate::model::{Endpoint, Meta, Registration, RegistrationMap};
-use crate::reconcile::{Plan, applied, by_name};
-use crate::template::{Template, TemplateError};
+mod config;
+
+pub use config::TraefikFileConfig;
+
+use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
+use crate::error::{BackendError, BuildError, Skip, SkipKind};
+use crate::model::{Endpoint, Meta, Private, Registration, RegistrationMap, bracket};
+use crate::plan::{Plan, applied, by_name};
+use crate::template::Template;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Writes one router and one load-balanced service per registered name.
 pub struct TraefikFile {
@@ -67,13 +71,13 @@ const ENTRY_POINTS: &str = "entry_points";
 
 impl TraefikFile {
     /// Builds the backend from its config.
-    pub fn new(name: &str, cfg: &TraefikFileConfig) -> Result<Self, TemplateError> {
+    pub fn new(name: &str, cfg: &TraefikFileConfig) -> Result<Self, BuildError> {
         let ext = cfg.path.extension().and_then(|e| e.to_str()).unwrap_or("");
         Ok(Self {
             name: name.to_string(),
             path: cfg.path.clone(),
             yaml: matches!(ext, "yaml" | "yml"),
-            default_rule: Template::parse(&cfg.default_rule)?,
+            default_rule: BuildError::template("default_rule", &cfg.default_rule)?,
             entry_points: cfg.entry_points.clone(),
             sources: cfg.sources.clone(),
         })
@@ -84,7 +88,8 @@ impl TraefikFile {
         for (name, group) in by_name(regs) {
             let first = group[0];
             let entry_points = first
-                .meta
+                .private
+                .attrs
                 .get(ENTRY_POINTS)
                 .map(|s| {
                     s.split(',')
@@ -96,7 +101,7 @@ impl TraefikFile {
             dynamic.http.routers.insert(
                 name.to_string(),
                 Router {
-                    rule: first.meta.get(RULE).cloned().unwrap_or_default(),
+                    rule: first.private.attrs.get(RULE).cloned().unwrap_or_default(),
                     service: name.to_string(),
                     entry_points,
                 },
@@ -130,12 +135,12 @@ impl TraefikFile {
         let mut out = RegistrationMap::new();
         for (name, svc) in dynamic.http.services {
             let router = dynamic.http.routers.get(&name);
-            let mut meta = Meta::new();
-            meta.insert(
+            let mut attrs = Meta::new();
+            attrs.insert(
                 RULE.into(),
                 router.map(|r| r.rule.clone()).unwrap_or_default(),
             );
-            meta.insert(
+            attrs.insert(
                 ENTRY_POINTS.into(),
                 router.map(|r| r.entry_points.join(",")).unwrap_or_default(),
             );
@@ -148,7 +153,11 @@ impl TraefikFile {
                     address,
                     port,
                     tags: BTreeSet::new(),
-                    meta: meta.clone(),
+                    meta: Meta::new(),
+                    private: Private {
+                        attrs: attrs.clone(),
+                        ..Default::default()
+                    },
                     health: None,
                 };
                 out.insert(reg.id.clone(), reg);
@@ -157,7 +166,7 @@ impl TraefikFile {
         Ok(out)
     }
 
-    fn write_atomically(&self, content: &str) -> std::io::Result<()> {
+    async fn write_atomically(&self, content: &str) -> std::io::Result<()> {
         let dir = self
             .path
             .parent()
@@ -170,18 +179,12 @@ impl TraefikFile {
             .unwrap_or("traefik");
         // Same directory, so the rename is atomic and Traefik never reads a half-written file.
         let tmp = dir.join(format!(".{file}.rancon-{}.tmp", std::process::id()));
-        std::fs::write(&tmp, content)?;
-        std::fs::rename(&tmp, &self.path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-    }
-}
-
-fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
+        tokio::fs::write(&tmp, content).await?;
+        if let Err(e) = tokio::fs::rename(&tmp, &self.path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -225,34 +228,38 @@ impl Backend for TraefikFile {
             Some(rule) => rule.clone(),
             None => self.default_rule.render(&ep.props).map_err(|e| Skip {
                 endpoint: ep.describe(),
-                kind: "template",
+                kind: SkipKind::Template,
                 reason: format!("default_rule: {e}"),
             })?,
         };
         let address = ep.prop("host").to_string();
-        let mut meta = Meta::new();
-        meta.insert(RULE.to_string(), rule);
-        meta.insert(ENTRY_POINTS.to_string(), self.entry_points.join(","));
+        let mut attrs = Meta::new();
+        attrs.insert(RULE.to_string(), rule);
+        attrs.insert(ENTRY_POINTS.to_string(), self.entry_points.join(","));
         Ok(Registration {
             id: format!("{name}@{}:{port}", bracket(&address)),
             name,
             address,
             port,
             tags: BTreeSet::new(),
-            meta,
+            meta: Meta::new(),
+            private: Private {
+                attrs,
+                ..Default::default()
+            },
             health: None,
         })
     }
 
     async fn list(&self, _desired: &RegistrationMap) -> Result<Listing, BackendError> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match tokio::fs::read_to_string(&self.path).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
             Err(source) => {
                 return Err(BackendError::Io {
                     op: "read",
                     path: self.path.clone(),
-                    source,
+                    source: Arc::new(source),
                 });
             }
         };
@@ -276,14 +283,26 @@ impl Backend for TraefikFile {
             return ApplyReport::default();
         }
         let next = applied(actual, plan);
-        let result = self.encode(&next).and_then(|content| {
-            let current = std::fs::read_to_string(&self.path).ok();
-            if current.as_deref() == Some(content.as_str()) {
-                return Ok(());
+        let result = match self.encode(&next) {
+            Err(message) => Err(BackendError::Encode {
+                what: format!("the content for {}", self.path.display()),
+                message,
+            }),
+            Ok(content) => {
+                let current = tokio::fs::read_to_string(&self.path).await.ok();
+                if current.as_deref() == Some(content.as_str()) {
+                    Ok(())
+                } else {
+                    self.write_atomically(&content)
+                        .await
+                        .map_err(|e| BackendError::Io {
+                            op: "write",
+                            path: self.path.clone(),
+                            source: Arc::new(e),
+                        })
+                }
             }
-            self.write_atomically(&content)
-                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
-        });
+        };
         match result {
             Ok(()) => ApplyReport {
                 done: plan.writes(),
@@ -296,7 +315,10 @@ impl Backend for TraefikFile {
                     .keys()
                     .chain(plan.update.keys())
                     .chain(plan.deregister.iter())
-                    .map(|id| (id.clone(), e.clone()))
+                    .map(|id| WriteFailure {
+                        id: id.clone(),
+                        error: e.clone(),
+                    })
                     .collect(),
             },
         }

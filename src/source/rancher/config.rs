@@ -1,0 +1,117 @@
+//! `type = "rancher"` configuration, its checks and its conventional variables.
+
+use crate::config::{ClientTls, Collector, Common, Component, Secret};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which address of a Rancher service to register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// Each `publicEndpoints` entry: host IP and published port.
+    #[default]
+    Public,
+    /// Each running container's managed-network IP and private port.
+    Internal,
+}
+
+/// `type = "rancher"`: services from a Rancher 1.6 server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RancherSourceConfig {
+    /// API URL: a root (`http://rancher:8080/v2-beta`, `/v1`) for every project the key sees,
+    /// or one project (`.../v2-beta/projects/1a5`). Env fallback: `RANCHER_URL`.
+    #[serde(default)]
+    pub url: String,
+    /// API access key (HTTP basic user). Env fallback: `RANCHER_ACCESS_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// API secret key (HTTP basic password). Env fallback: `RANCHER_SECRET_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// File holding the secret key (wins over `secret_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Timeout of each request.
+    #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// TLS for https URLs.
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// `public` (published host ports) or `internal` (container IPs and private ports).
+    #[serde(default)]
+    pub endpoints: EndpointKind,
+    /// Only stacks whose name matches one of these globs (empty: all).
+    #[serde(default)]
+    pub include_stacks: Vec<String>,
+    /// Skip stacks whose name matches one of these globs.
+    #[serde(default)]
+    pub exclude_stacks: Vec<String>,
+    /// Only environments (projects) whose name matches one of these globs (empty: all).
+    #[serde(default)]
+    pub include_environments: Vec<String>,
+    /// Skip environments (projects) whose name matches one of these globs.
+    #[serde(default)]
+    pub exclude_environments: Vec<String>,
+    /// Overrides the global `label_prefix` for this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_prefix: Option<String>,
+    /// Overrides the global `name` template for this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Component for RancherSourceConfig {
+    fn validate(&self, key: &str, _: &Common, c: &mut Collector<'_>) {
+        if self.url.is_empty() {
+            c.add(format!("{key}.url"), "missing: set it or RANCHER_URL");
+        } else {
+            c.http_url(format!("{key}.url"), &self.url);
+        }
+        if self.timeout.is_zero() {
+            c.add(format!("{key}.timeout"), "must be more than 0s");
+        }
+        let has_secret = self.secret_key.is_some() || self.secret_key_file.is_some();
+        if self.access_key.is_some() != has_secret {
+            c.add(
+                format!("{key}.access_key"),
+                "access_key and secret_key (or secret_key_file) go together",
+            );
+        }
+        if let Some(f) = &self.secret_key_file {
+            c.file(format!("{key}.secret_key_file"), f);
+        }
+        self.tls.validate(&format!("{key}.tls"), c);
+        for (field, globs) in [
+            ("include_stacks", &self.include_stacks),
+            ("exclude_stacks", &self.exclude_stacks),
+            ("include_environments", &self.include_environments),
+            ("exclude_environments", &self.exclude_environments),
+        ] {
+            for (i, g) in globs.iter().enumerate() {
+                if let Err(e) = globset::Glob::new(g) {
+                    c.add(format!("{key}.{field}.{i}"), format!("bad glob {g:?}: {e}"));
+                }
+            }
+        }
+        if let Some(t) = &self.name {
+            c.template(format!("{key}.name"), t);
+        }
+    }
+
+    /// The variables other Rancher tools read.
+    fn conventional_env(&mut self, var: &dyn Fn(&str) -> Option<String>) {
+        if self.url.is_empty() {
+            self.url = var("RANCHER_URL").unwrap_or_default();
+        }
+        if self.access_key.is_none() {
+            self.access_key = var("RANCHER_ACCESS_KEY");
+        }
+        if self.secret_key.is_none() && self.secret_key_file.is_none() {
+            self.secret_key = var("RANCHER_SECRET_KEY").map(Secret::new);
+        }
+    }
+}
