@@ -7,7 +7,7 @@ use crate::config::{Collector, Common, Component};
 use crate::error::{BuildError, Skip, SkipKind, SourceError};
 use crate::labels;
 use crate::model::Endpoint;
-use crate::template::{Props, Template, TemplateError};
+use crate::template::{Props, Template};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,10 +38,10 @@ impl Naming {
         global: &Common,
         prefix: Option<&str>,
         name: Option<&str>,
-    ) -> Result<Self, TemplateError> {
+    ) -> Result<Self, BuildError> {
         Ok(Self {
             prefix: prefix.unwrap_or(&global.label_prefix).to_string(),
-            name: Template::parse(name.unwrap_or(&global.name))?,
+            name: BuildError::template("name", name.unwrap_or(&global.name))?,
         })
     }
 

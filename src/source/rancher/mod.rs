@@ -168,13 +168,7 @@ impl RancherSource {
             endpoints: cfg.endpoints,
             stacks: Filter::new(&cfg.include_stacks, &cfg.exclude_stacks)?,
             environments: Filter::new(&cfg.include_environments, &cfg.exclude_environments)?,
-            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref()).map_err(
-                |source| BuildError::Template {
-                    what: "name",
-                    text: cfg.name.clone().unwrap_or_else(|| global.name.clone()),
-                    source,
-                },
-            )?,
+            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref())?,
         })
     }
 

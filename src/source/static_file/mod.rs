@@ -28,13 +28,7 @@ impl StaticSource {
             name: name.to_string(),
             services: cfg.services.clone(),
             file: cfg.file.clone(),
-            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref()).map_err(
-                |source| BuildError::Template {
-                    what: "name",
-                    text: cfg.name.clone().unwrap_or_else(|| global.name.clone()),
-                    source,
-                },
-            )?,
+            naming: Naming::new(global, cfg.label_prefix.as_deref(), cfg.name.as_deref())?,
         })
     }
 }
