@@ -258,6 +258,9 @@ fn print_plan(report: &RoundReport, output: Output) {
         if let Some(e) = b.error_text() {
             println!("  ! {e}");
         }
+        for s in &b.skipped {
+            println!("  ? {} ({}): {}", s.endpoint, s.kind.as_str(), s.reason);
+        }
         let Some(p) = &b.plan else { continue };
         for r in p.register.values() {
             println!("  + {} {} {}:{}", r.id, r.name, r.address, r.port);

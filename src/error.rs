@@ -173,6 +173,10 @@ pub enum SkipKind {
     Shape,
     /// Beyond a registry's limits (Consul meta).
     Limit,
+    /// The id or key is held by another owner or by nobody: rancon does not write over it.
+    Conflict,
+    /// An address that cannot be registered (unspecified, or not an IP or DNS name).
+    Address,
 }
 
 impl SkipKind {
@@ -184,6 +188,8 @@ impl SkipKind {
             SkipKind::Label => "label",
             SkipKind::Shape => "shape",
             SkipKind::Limit => "limit",
+            SkipKind::Conflict => "conflict",
+            SkipKind::Address => "address",
         }
     }
 }

@@ -27,9 +27,11 @@ pub fn select(labels: &BTreeMap<String, String>, prefix: &str) -> Option<Props> 
 
 /// Whether `labels` carry `<prefix>.enable=false` (or `0`, `no`).
 pub fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
+    // Case-insensitive, as selection turns `rancon.Enable` into property `enable`.
+    let key = format!("{prefix}.enable");
     labels
-        .get(&format!("{prefix}.enable"))
-        .is_some_and(|v| is_false(v))
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case(&key) && is_false(v))
 }
 
 fn is_false(v: &str) -> bool {

@@ -12,6 +12,7 @@ use crate::plan::Plan;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What applying a plan achieved.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +41,9 @@ pub struct Listing {
     /// Parts that could not be listed (one agent of several): their registrations are absent
     /// from `regs`, so nothing there is deregistered, and the round counts as failed.
     pub partial: Vec<BackendError>,
+    /// Desired ids the registry holds for someone else (another owner, or nobody), with who
+    /// holds them: rancon never writes over them.
+    pub foreign: BTreeMap<String, String>,
 }
 
 /// A registry rancon keeps in step.

@@ -6,7 +6,7 @@ mod report;
 pub use report::{BackendFailure, BackendOutcome, RoundReport, SourceOutcome, Totals};
 
 use crate::backend::Backend;
-use crate::error::Skip;
+use crate::error::{Skip, SkipKind};
 use crate::model::{Endpoint, RegistrationMap};
 use crate::plan::plan_owned;
 use crate::source::Source;
@@ -66,6 +66,19 @@ pub fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Ve
     (desired, skipped)
 }
 
+/// Takes the desired registrations whose id someone else holds out of `desired`: the
+/// foreign holder keeps it. Returns them with their holders.
+fn listing_foreign(
+    desired: &mut RegistrationMap,
+    actual: &RegistrationMap,
+    foreign: std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    foreign
+        .into_iter()
+        .filter(|(id, _)| !actual.contains_key(id) && desired.remove(id).is_some())
+        .collect()
+}
+
 impl Pipeline {
     /// True while leader election says another replica writes.
     fn standby(&self) -> bool {
@@ -83,12 +96,17 @@ impl Pipeline {
         .await;
         let mut sources = Vec::new();
         let mut endpoints: Vec<Endpoint> = Vec::new();
-        let mut failed_sources = BTreeSet::new();
+        // Sources whose listing is not the whole truth: failed, or with items it could not
+        // read (a malformed service, a bad label). What they held is unknown, never empty.
+        let mut incomplete_sources = BTreeSet::new();
         for (name, result) in fetched {
             match result {
                 Ok((eps, skipped)) => {
                     for s in &skipped {
                         tracing::warn!(source = %name, "{s}");
+                    }
+                    if !skipped.is_empty() {
+                        incomplete_sources.insert(name.clone());
                     }
                     sources.push(SourceOutcome {
                         source: name,
@@ -100,7 +118,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     tracing::error!(source = %name, error = %e, "source failed; its backends deregister nothing this round");
-                    failed_sources.insert(name.clone());
+                    incomplete_sources.insert(name.clone());
                     sources.push(SourceOutcome {
                         source: name,
                         endpoints: 0,
@@ -119,16 +137,13 @@ impl Pipeline {
             .collect();
         drop(endpoints);
         // Backends are independent: one slow registry does not delay the others' writes.
-        let failed_sources = &failed_sources;
+        let incomplete_sources = &incomplete_sources;
         let backends = futures::future::join_all(self.backends.iter().zip(wanted).map(
             |(be, (desired, skipped))| {
                 let span = tracing::info_span!("backend", name = be.name());
                 async move {
-                    let mut outcome = self
-                        .backend_round(be.as_ref(), desired, failed_sources, opts)
-                        .await;
-                    outcome.skipped = skipped;
-                    outcome
+                    self.backend_round(be.as_ref(), desired, skipped, incomplete_sources, opts)
+                        .await
                 }
                 .instrument(span)
             },
@@ -145,16 +160,20 @@ impl Pipeline {
     async fn backend_round(
         &self,
         be: &dyn Backend,
-        desired: RegistrationMap,
-        failed_sources: &BTreeSet<String>,
+        mut desired: RegistrationMap,
+        skipped: Vec<Skip>,
+        incomplete_sources: &BTreeSet<String>,
         opts: RoundOptions,
     ) -> BackendOutcome {
         let name = be.name();
+        // An endpoint this backend could not render held registrations we cannot name.
+        let unrendered = !skipped.is_empty();
         let mut out = BackendOutcome {
             backend: name.to_string(),
+            skipped,
             ..Default::default()
         };
-        let actual = match be.list(&desired).await {
+        let (actual, foreign) = match be.list(&desired).await {
             Ok(listing) => {
                 if !listing.partial.is_empty() {
                     for e in &listing.partial {
@@ -162,7 +181,7 @@ impl Pipeline {
                     }
                     out.failures.push(BackendFailure::Partial(listing.partial));
                 }
-                listing.regs
+                (listing.regs, listing.foreign)
             }
             Err(e) => {
                 tracing::error!(backend = name, error = %e, "cannot list registrations");
@@ -170,9 +189,23 @@ impl Pipeline {
                 return out;
             }
         };
+        for (id, holder) in &listing_foreign(&mut desired, &actual, foreign) {
+            let reason = format!("id {id} is held by {holder}; rancon does not write over it");
+            tracing::warn!(backend = name, "{reason}");
+            out.skipped.push(Skip {
+                endpoint: id.clone(),
+                kind: SkipKind::Conflict,
+                reason,
+            });
+        }
         let (mut p, unchanged) = plan_owned(desired, &actual);
-        let incomplete = failed_sources.iter().any(|s| feeds(be, s));
+        let incomplete = incomplete_sources.iter().any(|s| feeds(be, s)) || unrendered;
         if incomplete && !p.deregister.is_empty() {
+            tracing::warn!(
+                backend = name,
+                held_back = p.deregister.len(),
+                "a source failed or skipped items: deregistering nothing this round"
+            );
             out.held_back = p.deregister.len();
             p.deregister.clear();
         }

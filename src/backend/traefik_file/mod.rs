@@ -269,7 +269,7 @@ impl Backend for TraefikFile {
         })?;
         Ok(Listing {
             regs,
-            partial: vec![],
+            ..Default::default()
         })
     }
 
