@@ -215,9 +215,12 @@ fn leader(raw: &Config) -> anyhow::Result<Option<crate::leader::Leader>> {
         return Ok(None);
     };
     match raw.backends.get(&cfg.backend) {
-        Some(crate::backend::BackendConfig::Consul(c)) => {
-            Ok(Some(crate::leader::Leader::new(cfg, c, &raw.owner)?))
-        }
+        Some(crate::backend::BackendConfig::Consul(c)) => Ok(Some(crate::leader::Leader::new(
+            cfg,
+            c,
+            &raw.owner,
+            raw.max_response_size,
+        )?)),
         _ => anyhow::bail!("{:?} is not a consul backend", cfg.backend),
     }
 }

@@ -117,6 +117,45 @@ where
         .await
 }
 
+/// A response body that could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The connection failed mid-body.
+    #[error("{}", describe(.0))]
+    Transport(#[from] reqwest::Error),
+    /// Longer than allowed: an endless or hostile answer must not take all the memory.
+    #[error("response body larger than {limit} bytes (max_response_size)")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Reads a response body of at most `limit` bytes into one buffer (sized by Content-Length,
+/// so a 4 MiB listing is not held twice). With `first_line`, stops after the first `\n` (a
+/// streaming answer's first message).
+pub async fn read_body(
+    resp: &mut reqwest::Response,
+    limit: u64,
+    first_line: bool,
+) -> Result<Vec<u8>, BodyError> {
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(announced as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+        if first_line && chunk.contains(&b'\n') {
+            break;
+        }
+    }
+    Ok(body)
+}
+
 /// Whether an HTTP status is worth retrying.
 pub fn transient_status(status: u16) -> bool {
     status >= 500 || status == 429

@@ -86,6 +86,7 @@ impl Leader {
         cfg: &LeaderConfig,
         consul: &ConsulBackendConfig,
         owner: &str,
+        max_body: u64,
     ) -> Result<Self, BuildError> {
         let http = crate::http::client(consul.timeout, &consul.tls)?;
         Ok(Self {
@@ -94,6 +95,7 @@ impl Leader {
                 http,
                 None,
                 SecretSource::new(consul.token.clone(), consul.token_file.clone()),
+                max_body,
             ),
             base: cfg
                 .url

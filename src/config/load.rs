@@ -206,6 +206,7 @@ fn every_shape_error<S: Component, B: Component>(
     );
     more(figment.extract_inner::<HttpConfig>("http").map(drop));
     more(figment.extract_inner::<Dur>("shutdown_timeout").map(drop));
+    more(figment.extract_inner::<u64>("max_response_size").map(drop));
     if figment.find_value("leader").is_ok() {
         more(
             figment

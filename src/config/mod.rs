@@ -47,6 +47,8 @@ pub struct Common {
     pub interval: Duration,
     /// See `Config::name`.
     pub name: String,
+    /// See `Config::max_response_size`.
+    pub max_response_size: u64,
 }
 
 // Generic over the closed enums of source and backend configs, so this room imports no
@@ -71,6 +73,9 @@ pub struct Config<S, B> {
     /// A round that would deregister more than this share of a backend's owned registrations
     /// deregisters nothing there (unless `--force`); `1.0` disables the guard.
     pub max_deregister_fraction: f64,
+    /// Largest response body rancon reads from any server, in bytes; a longer answer fails
+    /// that listing (and so deregisters nothing) instead of taking all the memory.
+    pub max_response_size: u64,
     /// How long SIGINT/SIGTERM wait for the round in flight before exiting anyway.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -96,6 +101,7 @@ impl<S, B> Config<S, B> {
             owner: self.owner.clone(),
             interval: self.interval,
             name: self.name.clone(),
+            max_response_size: self.max_response_size,
         }
     }
 }
@@ -108,6 +114,7 @@ impl<S, B> Default for Config<S, B> {
             interval: Duration::from_secs(30),
             name: "%NAME%".into(),
             max_deregister_fraction: 0.5,
+            max_response_size: 64 << 20,
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             leader: None,

@@ -98,6 +98,9 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
     if !(0.0..=1.0).contains(&cfg.max_deregister_fraction) {
         c.add("max_deregister_fraction", "must be between 0.0 and 1.0");
     }
+    if cfg.max_response_size < 64 << 10 {
+        c.add("max_response_size", "must be at least 65536 (bytes)");
+    }
     if cfg.shutdown_timeout.is_zero() {
         c.add("shutdown_timeout", "must be more than 0s");
     }

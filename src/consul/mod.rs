@@ -16,6 +16,7 @@ pub struct Api {
     /// `?dc=` for catalog calls.
     pub datacenter: Option<String>,
     token: SecretSource,
+    max_body: u64,
 }
 
 impl Api {
@@ -25,12 +26,14 @@ impl Api {
         http: reqwest::Client,
         datacenter: Option<String>,
         token: SecretSource,
+        max_body: u64,
     ) -> Self {
         Self {
             backend: backend.to_string(),
             http,
             datacenter,
             token,
+            max_body,
         }
     }
 
@@ -80,13 +83,14 @@ impl Api {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        // Read into one buffer sized by Content-Length: a 10,000-service listing is ~4 MiB,
-        // and collecting chunks first would hold it twice.
-        let cap = resp.content_length().unwrap_or(0).min(64 << 20) as usize;
-        let mut body = Vec::with_capacity(cap);
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::http::read_body(&mut resp, self.max_body, false)
+            .await
+            .map_err(|e| BackendError::Transport {
+                backend: self.backend.clone(),
+                op,
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
         if (200..300).contains(&status) {
             return Ok(body);
         }

@@ -46,6 +46,7 @@ impl Consul {
                 http,
                 cfg.datacenter.clone(),
                 SecretSource::new(cfg.token.clone(), cfg.token_file.clone()),
+                global.max_response_size,
             ),
             agents: Mutex::new(Agents::default()),
         })

@@ -46,6 +46,7 @@ pub struct Etcd {
     endpoints: Vec<String>,
     username: Option<String>,
     password: SecretSource,
+    max_body: u64,
     state: Mutex<State>,
 }
 
@@ -109,6 +110,7 @@ impl Etcd {
                 .collect(),
             username: cfg.username.clone(),
             password: SecretSource::new(cfg.password.clone(), cfg.password_file.clone()),
+            max_body: global.max_response_size,
             state: Mutex::new(State::default()),
         })
     }
@@ -147,17 +149,9 @@ impl Etcd {
             };
             let status = resp.status().as_u16();
             // Streaming calls (lease keep-alive) answer one JSON line per message: read one.
-            let mut text = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
+            let text = crate::http::read_body(&mut resp, self.max_body, path == "lease/keepalive")
                 .await
-                .map_err(|e| self.err(op, &url, crate::http::describe(&e)))?
-            {
-                text.extend_from_slice(&chunk);
-                if path == "lease/keepalive" && text.contains(&b'\n') {
-                    break;
-                }
-            }
+                .map_err(|e| self.err(op, &url, e.to_string()))?;
             let v: Value = serde_json::from_slice(
                 text.split(|b| *b == b'\n').next().unwrap_or(&[]),
             )

@@ -40,6 +40,7 @@ pub struct RancherSource {
     client: reqwest::Client,
     access_key: String,
     secret: SecretSource,
+    max_body: u64,
     endpoints: EndpointKind,
     stacks: Filter,
     environments: Filter,
@@ -165,6 +166,7 @@ impl RancherSource {
             client: crate::http::client(cfg.timeout, &cfg.tls)?,
             access_key: cfg.access_key.clone().unwrap_or_default(),
             secret: SecretSource::new(cfg.secret_key.clone(), cfg.secret_key_file.clone()),
+            max_body: global.max_response_size,
             endpoints: cfg.endpoints,
             stacks: Filter::new(&cfg.include_stacks, &cfg.exclude_stacks)?,
             environments: Filter::new(&cfg.include_environments, &cfg.exclude_environments)?,
@@ -195,9 +197,14 @@ impl RancherSource {
             url: url.to_string(),
             message: crate::http::describe(&e),
         };
-        let resp = req.send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(transport)?;
+        let body = crate::http::read_body(&mut resp, self.max_body, false)
+            .await
+            .map_err(|e| SourceError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
         if status == 401 || status == 403 {
             return Err(SourceError::Unauthorized {
                 url: url.to_string(),
