@@ -5,6 +5,7 @@ use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::engine::{Pipeline, RoundOptions, RoundReport};
+use crate::output::clean;
 use crate::serve::{self, Status};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,11 +46,11 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return config_failed("load", &e),
     };
-    println!("✓ loaded");
+    crate::say!("✓ loaded");
     if let Err(e) = validate(&loaded) {
         return config_failed("validate", &e);
     }
-    println!(
+    crate::say!(
         "✓ validated: {} source(s), {} backend(s)",
         loaded.config.sources.len(),
         loaded.config.backends.len()
@@ -58,12 +59,12 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return config_failed("build", &e),
     };
-    println!("✓ built");
+    crate::say!("✓ built");
     let mut ok = true;
     if args.connect {
         for s in &pipeline.sources {
             match s.fetch().await {
-                Ok((eps, skipped)) => println!(
+                Ok((eps, skipped)) => crate::say!(
                     "✓ source {}: {} endpoint(s), {} skipped",
                     s.name(),
                     eps.len(),
@@ -71,7 +72,7 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
                 ),
                 Err(e) => {
                     ok = false;
-                    println!("✗ source {}: {e}", s.name())
+                    crate::say!("✗ source {}: {}", s.name(), clean(&e.to_string()))
                 }
             }
         }
@@ -79,25 +80,25 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
             match b.list(&Default::default()).await {
                 Ok(l) if !l.partial.is_empty() => {
                     ok = false;
-                    println!(
+                    crate::say!(
                         "✗ backend {}: {}",
                         b.name(),
                         crate::error::joined(&l.partial)
                     )
                 }
-                Ok(l) => println!(
+                Ok(l) => crate::say!(
                     "✓ backend {}: {} owned registration(s)",
                     b.name(),
                     l.regs.len()
                 ),
                 Err(e) => {
                     ok = false;
-                    println!("✗ backend {}: {e}", b.name())
+                    crate::say!("✗ backend {}: {}", b.name(), clean(&e.to_string()))
                 }
             }
         }
     }
-    println!("\nresolved configuration:\n{}", resolved(&loaded.config));
+    crate::say!("\nresolved configuration:\n{}", resolved(&loaded.config));
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -111,7 +112,7 @@ pub fn resolved(raw: &Config) -> String {
 }
 
 fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
-    println!("✗ {stage}");
+    crate::say!("✗ {stage}");
     eprintln!("error: {e}");
     ExitCode::from(EXIT_CONFIG)
 }
@@ -138,7 +139,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
         // Elect before the first round, so a lone replica writes from its first round on.
         l.tick().await;
     }
-    let opts = RoundOptions {
+    let mut opts = RoundOptions {
         dry_run: args.dry_run,
         force: args.force,
     };
@@ -155,9 +156,11 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     }
     let raw = &loaded.config;
     let status = Arc::new(Status::new(
-        raw.http
-            .hangup_after
-            .unwrap_or(raw.interval * 3 + Duration::from_secs(60)),
+        raw.http.hangup_after.unwrap_or(
+            raw.interval
+                .saturating_mul(3)
+                .saturating_add(Duration::from_secs(60)),
+        ),
     ));
     if raw.http.enabled
         && let Err(e) = serve::spawn(raw.http.listen, status.clone()).await
@@ -194,6 +197,8 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                 break;
             }
         };
+        // --force lifts the guard for one round, not for the life of the daemon.
+        opts.force = false;
         status.metrics.record(&report, started.elapsed());
         status.round_completed(!report.failed());
         tokio::select! {
@@ -250,32 +255,42 @@ async fn one_round(pipeline: &Pipeline, opts: RoundOptions, output: Output) -> R
 
 fn print_plan(report: &RoundReport, output: Output) {
     if output == Output::Json {
-        println!(
+        crate::say!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
         return;
     }
     for b in &report.backends {
-        println!("backend {}:", b.backend);
+        crate::say!("backend {}:", b.backend);
         if let Some(e) = b.error_text() {
-            println!("  ! {e}");
+            crate::say!("  ! {}", clean(&e));
         }
         for s in &b.skipped {
-            println!("  ? {} ({}): {}", s.endpoint, s.kind.as_str(), s.reason);
+            crate::say!(
+                "  ? {} ({}): {}",
+                clean(&s.endpoint),
+                s.kind.as_str(),
+                clean(&s.reason)
+            );
         }
         let Some(p) = &b.plan else { continue };
         for r in p.register.values() {
-            println!("  + {} {} {}:{}", r.id, r.name, r.address, r.port);
+            crate::say!("  + {}", describe(r));
         }
         for r in p.update.values() {
-            println!("  ~ {} {} {}:{}", r.id, r.name, r.address, r.port);
+            crate::say!("  ~ {}", describe(r));
         }
         for id in &p.deregister {
-            println!("  - {id}");
+            crate::say!("  - {}", clean(id));
         }
-        println!("  = {} unchanged", p.unchanged);
+        crate::say!("  = {} unchanged", p.unchanged);
     }
+}
+
+/// `id name address:port`, printable whatever the data holds.
+pub fn describe(r: &crate::model::Registration) -> String {
+    clean(&format!("{} {} {}:{}", r.id, r.name, r.address, r.port)).into_owned()
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed now, not on first poll, so a

@@ -114,7 +114,10 @@ impl LegacyArgs {
                 let (k, v) = opt
                     .split_once('=')
                     .filter(|(k, _)| !k.trim().is_empty())
-                    .ok_or_else(|| format!("{opt:?}: expected KEY=VALUE, e.g. url=http://…"))?;
+                    .ok_or_else(|| {
+                        // The argument may be a secret typed with the wrong separator: never echo it.
+                        "an -s/-b option is not KEY=VALUE (e.g. url=http://…); its text is not shown, it may hold a secret".to_string()
+                    })?;
                 // The original tool's names; any other key is rancon's own, given as is.
                 sets.push(match (prefix, k.trim()) {
                     ("sources.rancher", "accesskey") => format!("{prefix}.access_key={}", quote(v)),

@@ -45,22 +45,47 @@ pub const CHECKS_META: &str = "rancon-checks";
 /// Meta keys rancon sets itself; config and labels cannot override them.
 pub const RESERVED_META: &[&str] = &[OWNER_META, "external-source", CHECKS_META];
 
-/// Tags from labels `rancon.tag` / `rancon.tags` (comma-separated; `\,` keeps a comma).
+/// Whether a tag is an ownership marker (`rancon-<owner>`): only rancon sets those, so a
+/// label cannot claim a registration for another owner.
+pub fn is_reserved_tag(tag: &str) -> bool {
+    tag.starts_with("rancon-")
+}
+
+/// Whether a meta key is rancon's own (`rancon-*`, `external-source`) or one Consul refuses
+/// (`consul-*`: `structs.ValidateServiceMetadata` answers 400 on every write).
+pub fn is_reserved_meta(key: &str) -> bool {
+    key.starts_with("rancon-") || key.starts_with("consul-") || RESERVED_META.contains(&key)
+}
+
+/// Tags from labels `rancon.tag` / `rancon.tags` (comma-separated; `\,` keeps a comma);
+/// ownership markers are dropped with a warning.
 pub fn label_tags(props: &Props) -> std::collections::BTreeSet<String> {
     ["tag", "tags"]
         .iter()
         .filter_map(|k| props.get(*k))
         .flat_map(|v| split_tags(v))
+        .filter(|t| {
+            let reserved = is_reserved_tag(t);
+            if reserved {
+                tracing::warn!(tag = %t, "label tag looks like an ownership marker; dropped");
+            }
+            !reserved
+        })
         .collect()
 }
 
-/// Meta from labels `rancon.meta.K=V`, keys sanitised, rancon's reserved keys left out.
+/// Meta from labels `rancon.meta.K=V`, keys sanitised; reserved keys (`is_reserved_meta`)
+/// are dropped with a warning.
 pub fn label_meta(props: &Props) -> crate::model::Meta {
     props
         .iter()
         .filter_map(|(key, value)| {
             let k = meta_key(key.strip_prefix("meta_")?);
-            (!k.is_empty() && !RESERVED_META.contains(&k.as_str())).then(|| (k, value.clone()))
+            if is_reserved_meta(&k) {
+                tracing::warn!(key = %k, "label meta key is reserved (rancon-*, consul-*); dropped");
+                return None;
+            }
+            (!k.is_empty()).then(|| (k, value.clone()))
         })
         .collect()
 }
@@ -160,5 +185,23 @@ mod tests {
             None
         );
         assert!(select(&labels(&[("rancon.enable", "true")]), "rancon").is_some());
+    }
+
+    #[test]
+    fn labels_cannot_forge_ownership_or_reserved_meta() {
+        let props: Props = [
+            ("tags", "web,rancon-other, rancon-,ok"),
+            ("meta_rancon-owner", "other"),
+            ("meta_consul-x", "1"),
+            ("meta_external-source", "x"),
+            ("meta_team", "a"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let tags: Vec<_> = label_tags(&props).into_iter().collect();
+        assert_eq!(tags, vec!["ok", "web"]);
+        let meta: Vec<_> = label_meta(&props).into_iter().collect();
+        assert_eq!(meta, vec![("team".to_string(), "a".to_string())]);
     }
 }

@@ -11,6 +11,7 @@ use crate::build::Config;
 use crate::config::secret::SecretSource;
 use crate::config::{Collector, LeaderConfig};
 use crate::consul::{Api, go_duration, is_not_found, url as wire_url};
+use crate::engine::WriteGate;
 use crate::error::{BackendError, BuildError};
 use crate::template::Template;
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,9 @@ pub struct Leader {
     lock_delay: Duration,
     name: String,
     /// True while this replica holds the lock; the round engine writes only then.
-    pub gate: Arc<AtomicBool>,
+    pub gate: Arc<WriteGate>,
+    /// Whether the last step held the lock (for logging changes only).
+    held: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -112,7 +115,8 @@ impl Leader {
             ttl: cfg.ttl,
             lock_delay: cfg.lock_delay,
             name: format!("rancon-{owner}"),
-            gate: Arc::new(AtomicBool::new(false)),
+            gate: Arc::new(WriteGate::default()),
+            held: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         })
     }
@@ -133,19 +137,21 @@ impl Leader {
     pub async fn tick(&self) {
         self.api.refresh_token().await;
         let mut st = self.state.lock().await;
+        // The session counts from before the request: the deadline never outlives it.
+        let asked = Instant::now();
         match self.step(&mut st).await {
             Ok(held) => {
                 if held {
-                    st.last_confirmed = Some(Instant::now());
+                    st.last_confirmed = Some(asked);
                 }
-                self.set(held);
+                self.set(held.then(|| asked + self.ttl));
             }
             Err(e) => {
                 // Unconfirmed for a whole TTL: the session may be gone; stop writing.
                 let stale = st.last_confirmed.is_none_or(|t| t.elapsed() >= self.ttl);
                 tracing::warn!(error = %e, "leader election: cannot reach Consul");
                 if stale {
-                    self.set(false);
+                    self.set(None);
                 }
             }
         }
@@ -166,7 +172,7 @@ impl Leader {
                 if is_not_found(&e) {
                     tracing::warn!("leader election: session expired; starting a new one");
                     st.session = None;
-                    self.set(false);
+                    self.set(None);
                 } else {
                     return Err(e);
                 }
@@ -200,9 +206,11 @@ impl Leader {
             .await
     }
 
-    fn set(&self, held: bool) {
-        let was = self.gate.swap(held, Ordering::SeqCst);
-        match (was, held) {
+    /// Opens the write gate until `deadline` (or closes it), logging changes of leadership.
+    fn set(&self, deadline: Option<Instant>) {
+        let was = self.held.swap(deadline.is_some(), Ordering::SeqCst);
+        self.gate.hold_until(deadline);
+        match (was, deadline.is_some()) {
             (false, true) => {
                 tracing::info!(key = %self.key, "leader election: acquired leadership; writing")
             }
@@ -221,7 +229,7 @@ impl Leader {
     /// Releases the lock (no lock delay for the next leader) and destroys the session.
     pub async fn release(&self) {
         let mut st = self.state.lock().await;
-        self.gate.store(false, Ordering::SeqCst);
+        self.set(None);
         if let Some(id) = st.session.take() {
             let _ = self
                 .api

@@ -15,6 +15,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod purge;
 pub mod serve;

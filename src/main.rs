@@ -4,6 +4,7 @@ use clap::{CommandFactory, Parser};
 use rancon::cli::{Cli, Command, LogArgs, LogFormat};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
 
 fn init_logging(log: &LogArgs) {
     let default = match (log.quiet, log.verbose) {
@@ -17,8 +18,24 @@ fn init_logging(log: &LogArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match log.log_format {
+        // JSON escapes every string itself.
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Text: values from servers, labels and files may hold newlines or ANSI escapes;
+        // escaped, they cannot forge a log line or recolour a terminal.
+        LogFormat::Text => builder
+            .fmt_fields(
+                tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                    let text = format!("{value:?}");
+                    let text = rancon::output::clean(&text);
+                    if field.name() == "message" {
+                        write!(w, "{text}")
+                    } else {
+                        write!(w, "{field}={text}")
+                    }
+                })
+                .delimited(" "),
+            )
+            .init(),
     }
 }
 
@@ -47,12 +64,18 @@ fn main() -> ExitCode {
             },
             Some(Command::Completions { shell }) => {
                 let mut cmd = Cli::command();
-                clap_complete::generate(*shell, &mut cmd, "rancon", &mut std::io::stdout());
+                let mut buf = Vec::new();
+                clap_complete::generate(*shell, &mut cmd, "rancon", &mut buf);
+                rancon::output::write(&buf);
                 ExitCode::SUCCESS
             }
             Some(Command::Man) => {
-                match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                    Ok(()) => ExitCode::SUCCESS,
+                let mut buf = Vec::new();
+                match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+                    Ok(()) => {
+                        rancon::output::write(&buf);
+                        ExitCode::SUCCESS
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         ExitCode::FAILURE
@@ -60,7 +83,7 @@ fn main() -> ExitCode {
                 }
             }
             Some(Command::Schema) => {
-                print!("{}", rancon::app::schema());
+                rancon::output::write(rancon::app::schema().as_bytes());
                 ExitCode::SUCCESS
             }
         }

@@ -43,19 +43,19 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
         eprintln!("warning: not listed, left in place: {e}");
     }
     if plan.actual.is_empty() {
-        println!(
+        crate::say!(
             "backend {}: nothing registered by owner {owner:?}",
             args.backend
         );
         return exit(plan.partial.is_empty());
     }
-    println!(
+    crate::say!(
         "backend {}: {} registration(s) of owner {owner:?}:",
         args.backend,
         plan.actual.len()
     );
     for r in plan.actual.values() {
-        println!("  - {} {} {}:{}", r.id, r.name, r.address, r.port);
+        crate::say!("  - {}", crate::app::describe(r));
     }
     if !args.yes && !confirm() {
         eprintln!("not confirmed; nothing deregistered (use --yes to skip the question)");
@@ -65,9 +65,12 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
         .apply(&RegistrationMap::new(), &plan.actual, &plan.plan)
         .await;
     for f in &report.failed {
-        eprintln!("error: {}: {}", f.id, f.error);
+        eprintln!(
+            "error: {}",
+            crate::output::clean(&format!("{}: {}", f.id, f.error))
+        );
     }
-    println!(
+    crate::say!(
         "deregistered {}, failed {}",
         report.done,
         report.failed.len()
@@ -121,7 +124,7 @@ fn confirm() -> bool {
         eprintln!("stdin is not a terminal and --yes was not given");
         return false;
     }
-    print!("Deregister them all? [y/N] ");
+    crate::output::print(format_args!("Deregister them all? [y/N] "));
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     stdin.lock().read_line(&mut line).is_ok()

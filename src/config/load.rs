@@ -30,6 +30,7 @@ const NOT_KEYS: &[&str] = &["config", "log"];
 
 /// Builds the layered figment without extracting it.
 pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment, ConfigError> {
+    too_deep_env()?;
     let mut fig = Figment::from(Serialized::defaults(Config::<S, B>::default()));
     if let Some(path) = &opts.file {
         fig = fig.merge(Toml::file_exact(path));
@@ -75,6 +76,45 @@ pub fn load<S: Component, B: Component>(opts: &LoadOptions) -> Result<Loaded<S, 
     Ok(Loaded { config, figment })
 }
 
+/// figment parses `RANCON_*` values recursively: `RANCON_OWNER="[[[[…"` would overflow the
+/// stack. No configuration value needs more than a few levels.
+const MAX_ENV_DEPTH: usize = 32;
+
+fn too_deep_env() -> Result<(), ConfigError> {
+    let problems: Vec<Problem> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.to_str()?.to_string();
+            let deep = k.starts_with("RANCON_") && nesting(&v.to_string_lossy()) > MAX_ENV_DEPTH;
+            deep.then(|| Problem {
+                key: k.trim_start_matches("RANCON_").to_ascii_lowercase(),
+                message: format!("value nests deeper than {MAX_ENV_DEPTH} levels"),
+                origin: Some(format!("env {k}")),
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// The deepest nesting of `[` and `{` in a value.
+fn nesting(value: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in value.chars() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// `--set key.path=value` overrides; values parse as TOML (`5`, `true`, `["a"]`), else string.
 struct CliSets(Vec<(String, toml::Value)>);
 
@@ -91,9 +131,13 @@ impl CliSets {
                         .unwrap_or_else(|| toml::Value::String(v.to_string()));
                     out.push((k.trim().to_string(), value));
                 }
+                // Not echoed: a secret typed with the wrong separator would be printed.
                 _ => problems.push(Problem {
-                    key: s.clone(),
-                    message: "expected KEY=VALUE, e.g. --set interval=10s".into(),
+                    key: String::new(),
+                    message: format!(
+                        "--set #{} is not KEY=VALUE (e.g. --set interval=10s); its text is not shown, it may hold a secret",
+                        problems.len() + out.len() + 1
+                    ),
                     origin: Some("command line --set".into()),
                 }),
             }

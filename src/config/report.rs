@@ -83,11 +83,38 @@ impl From<figment::Error> for ConfigError {
                 let profile = e.profile.clone().unwrap_or_default();
                 Problem {
                     key: path.join("."),
-                    message: e.kind.to_string(),
+                    message: without_source_lines(&e.kind.to_string()),
                     origin: e.metadata.as_ref().map(|m| origin(m, &profile, &path)),
                 }
             })
             .collect();
         ConfigError { problems }
+    }
+}
+
+/// A parser's message without the source lines it quotes (`3 | token = "s3cr…`): the line
+/// may hold a secret. Line and column stay.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let quoted = t
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !quoted.starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parser_messages_lose_their_quoted_lines() {
+        let m = "TOML parse error at line 3, column 9\n  |\n3 | token = \"s3cret\n  |         ^\ninvalid basic string";
+        let out = super::without_source_lines(m);
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.contains("line 3, column 9") && out.contains("invalid basic string"));
     }
 }

@@ -19,6 +19,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with every occurrence of the value replaced by `***` (a server's error body
+    /// may echo the request's headers).
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "***")
+        }
+    }
 }
 
 impl fmt::Debug for Secret {

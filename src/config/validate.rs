@@ -45,12 +45,19 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// An `http://` or `https://` URL with a host.
+    /// An `http://` or `https://` URL with a host and no credentials in it.
     pub fn http_url(&mut self, key: String, url: &str) {
+        let shown = redact_userinfo(url);
         match reqwest::Url::parse(url) {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => self.add(
+                key,
+                format!(
+                    "{shown:?} holds credentials; set them in the component's access_key/secret_key, token or username/password instead"
+                ),
+            ),
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            Ok(_) => self.add(key, format!("{url:?} must be an http:// or https:// URL")),
-            Err(e) => self.add(key, format!("{url:?} is not a URL: {e}")),
+            Ok(_) => self.add(key, format!("{shown:?} must be an http:// or https:// URL")),
+            Err(e) => self.add(key, format!("{shown:?} is not a URL: {e}")),
         }
     }
 
@@ -73,6 +80,18 @@ impl<'a> Collector<'a> {
     }
 }
 
+/// `scheme://user:pass@host…` shown as `scheme://***@host…`.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// Checks what figment cannot: names, templates, references, files. Returns every problem.
 pub fn validate<S: Component, B: Component>(loaded: &Loaded<S, B>) -> Result<(), ConfigError> {
     check(loaded).finish()
@@ -91,8 +110,8 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
             "must match ^[a-z0-9][a-z0-9_-]*$ (it becomes a tag)",
         );
     }
-    if cfg.interval.as_millis() < 100 {
-        c.add("interval", "must be at least 100ms");
+    if cfg.interval.as_millis() < 100 || cfg.interval.as_secs() > 7 * 86_400 {
+        c.add("interval", "must be from 100ms to 7 days");
     }
     c.template("name".into(), &cfg.name);
     if !(0.0..=1.0).contains(&cfg.max_deregister_fraction) {

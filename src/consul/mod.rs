@@ -94,12 +94,15 @@ impl Api {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        // Consul answers errors with a plain-text reason.
-        let message: String = String::from_utf8_lossy(&body)
+        // Consul answers errors with a plain-text reason; a proxy in front may echo headers.
+        let mut message: String = String::from_utf8_lossy(&body)
             .trim()
             .chars()
             .take(300)
             .collect();
+        if let Some(t) = self.token.get() {
+            message = t.scrub(&message);
+        }
         Err(if status == 403 {
             BackendError::Acl {
                 backend: self.backend.clone(),

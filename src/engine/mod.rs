@@ -11,9 +11,32 @@ use crate::model::{Endpoint, RegistrationMap};
 use crate::plan::plan_owned;
 use crate::source::Source;
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tracing::Instrument;
+
+/// May this replica write? Open while leader election holds the lock *and* the last
+/// confirmation is younger than the session TTL, so a leader whose Consul hangs stops writing
+/// by `last confirmation + ttl` even while its election step is still waiting for an answer.
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    until: Mutex<Option<Instant>>,
+}
+
+impl WriteGate {
+    /// Opens the gate until `deadline`; `None` closes it.
+    pub fn hold_until(&self, deadline: Option<Instant>) {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = deadline;
+    }
+
+    /// Whether writes are allowed now.
+    pub fn open(&self) -> bool {
+        self.until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| Instant::now() < t)
+    }
+}
 
 /// The components of a running rancon, built once from the config.
 pub struct Pipeline {
@@ -25,7 +48,7 @@ pub struct Pipeline {
     pub max_deregister_fraction: f64,
     /// With leader election: true while this replica holds the lock. Rounds run without it
     /// plan but do not write.
-    pub write_gate: Option<Arc<AtomicBool>>,
+    pub write_gate: Option<Arc<WriteGate>>,
 }
 
 /// How to run a round.
@@ -82,9 +105,7 @@ fn listing_foreign(
 impl Pipeline {
     /// True while leader election says another replica writes.
     fn standby(&self) -> bool {
-        self.write_gate
-            .as_ref()
-            .is_some_and(|g| !g.load(Ordering::SeqCst))
+        self.write_gate.as_ref().is_some_and(|g| !g.open())
     }
 
     /// Runs one round.

@@ -38,7 +38,7 @@ impl Consul {
                 .collect::<Result<_, BuildError>>()?,
             check: cfg.check,
             // Three rounds may be missed before the service turns critical.
-            ttl: cfg.check_ttl.unwrap_or(global.interval * 3),
+            ttl: cfg.check_ttl.unwrap_or(global.interval.saturating_mul(3)),
             deregister_after: cfg.check_deregister_after,
             concurrency: cfg.concurrency.max(1),
             api: Api::new(

@@ -101,7 +101,7 @@ impl Etcd {
             layout: cfg.layout,
             root: prefix.clone(),
             base,
-            ttl: cfg.ttl.unwrap_or(global.interval * 3),
+            ttl: cfg.ttl.unwrap_or(global.interval.saturating_mul(3)),
             http: crate::http::client(cfg.timeout, &cfg.tls)?,
             endpoints: cfg
                 .endpoints

@@ -221,6 +221,7 @@ impl RancherSource {
                     Some(format!("{code} {msg}").trim().to_string())
                 })
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            let message = self.scrub(&message);
             return Err(SourceError::Http {
                 url: url.to_string(),
                 status,
@@ -274,6 +275,20 @@ impl RancherSource {
                 .filter(|n| !n.is_empty());
         }
         Ok(out)
+    }
+
+    /// A server's text without the secret key or the Basic credentials it may echo.
+    fn scrub(&self, text: &str) -> String {
+        use base64::Engine;
+        let Some(secret) = self.secret.get() else {
+            return text.to_string();
+        };
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.access_key,
+            secret.expose()
+        ));
+        secret.scrub(text).replace(&basic, "***")
     }
 
     fn collection_url(&self, project: &str, collection: &str) -> String {
