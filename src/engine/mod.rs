@@ -102,45 +102,62 @@ fn listing_foreign(
         .collect()
 }
 
+/// What the sources gave this round.
+#[derive(Default)]
+struct Fetched {
+    outcomes: Vec<SourceOutcome>,
+    endpoints: Vec<Endpoint>,
+    /// Sources whose listing is not the whole truth: failed, or with items they could not
+    /// read (a malformed service, a bad label). What they held is unknown, never empty.
+    incomplete: BTreeSet<String>,
+}
+
+/// A backend's round up to its writes.
+#[derive(Default)]
+struct Prepared {
+    out: BackendOutcome,
+    actual: RegistrationMap,
+    unchanged: RegistrationMap,
+    /// `None` when listing failed.
+    plan: Option<crate::plan::Plan>,
+}
+
 impl Pipeline {
     /// True while leader election says another replica writes.
     fn standby(&self) -> bool {
         self.write_gate.as_ref().is_some_and(|g| !g.open())
     }
 
-    /// Runs one round.
-    pub async fn round(&self, opts: RoundOptions) -> RoundReport {
+    /// Lists every source. `loud` logs skipped items (the confirmation listing does not
+    /// repeat the warnings).
+    async fn fetch(&self, loud: bool) -> Fetched {
         let fetched = futures::future::join_all(self.sources.iter().map(|s| {
             let span = tracing::info_span!("source", name = s.name());
             async move { (s.name().to_string(), s.fetch().await) }.instrument(span)
         }))
         .await;
-        let mut sources = Vec::new();
-        let mut endpoints: Vec<Endpoint> = Vec::new();
-        // Sources whose listing is not the whole truth: failed, or with items it could not
-        // read (a malformed service, a bad label). What they held is unknown, never empty.
-        let mut incomplete_sources = BTreeSet::new();
+        let mut out = Fetched::default();
         for (name, result) in fetched {
             match result {
                 Ok((eps, skipped)) => {
-                    for s in &skipped {
+                    for s in skipped.iter().filter(|_| loud) {
                         tracing::warn!(source = %name, "{s}");
                     }
                     if !skipped.is_empty() {
-                        incomplete_sources.insert(name.clone());
+                        out.incomplete.insert(name.clone());
                     }
-                    sources.push(SourceOutcome {
+                    out.outcomes.push(SourceOutcome {
                         source: name,
                         endpoints: eps.len(),
                         skipped,
                         error: None,
                     });
-                    endpoints.extend(eps);
+                    out.endpoints.extend(eps);
                 }
                 Err(e) => {
                     tracing::error!(source = %name, error = %e, "source failed; its backends deregister nothing this round");
-                    incomplete_sources.insert(name.clone());
-                    sources.push(SourceOutcome {
+                    out.incomplete.insert(name.clone());
+                    out.outcomes.push(SourceOutcome {
                         source: name,
                         endpoints: 0,
                         skipped: vec![],
@@ -149,6 +166,16 @@ impl Pipeline {
                 }
             }
         }
+        out
+    }
+
+    /// Runs one round.
+    pub async fn round(&self, opts: RoundOptions) -> RoundReport {
+        let Fetched {
+            outcomes: sources,
+            endpoints,
+            incomplete,
+        } = self.fetch(true).await;
         // Render every backend's registrations first and let the endpoints go: at 10,000
         // services their property maps are a third of the round's peak memory.
         let wanted: Vec<(RegistrationMap, Vec<Skip>)> = self
@@ -157,19 +184,23 @@ impl Pipeline {
             .map(|be| desired(be.as_ref(), &endpoints))
             .collect();
         drop(endpoints);
-        // Backends are independent: one slow registry does not delay the others' writes.
-        let incomplete_sources = &incomplete_sources;
-        let backends = futures::future::join_all(self.backends.iter().zip(wanted).map(
+        // Backends are independent: one slow registry does not delay the others.
+        let incomplete = &incomplete;
+        let mut prepared = futures::future::join_all(self.backends.iter().zip(wanted).map(
             |(be, (desired, skipped))| {
                 let span = tracing::info_span!("backend", name = be.name());
-                async move {
-                    self.backend_round(be.as_ref(), desired, skipped, incomplete_sources, opts)
-                        .await
-                }
-                .instrument(span)
+                self.prepare(be.as_ref(), desired, skipped, incomplete)
+                    .instrument(span)
             },
         ))
         .await;
+        self.confirm_absence(&mut prepared).await;
+        let backends =
+            futures::future::join_all(self.backends.iter().zip(prepared).map(|(be, prep)| {
+                let span = tracing::info_span!("backend", name = be.name());
+                self.finish(be.as_ref(), prep, opts).instrument(span)
+            }))
+            .await;
         RoundReport {
             sources,
             backends,
@@ -178,14 +209,15 @@ impl Pipeline {
         }
     }
 
-    async fn backend_round(
+    /// Lists what `be` holds and plans; deregistrations are held back when what this backend
+    /// reads is incomplete.
+    async fn prepare(
         &self,
         be: &dyn Backend,
         mut desired: RegistrationMap,
         skipped: Vec<Skip>,
         incomplete_sources: &BTreeSet<String>,
-        opts: RoundOptions,
-    ) -> BackendOutcome {
+    ) -> Prepared {
         let name = be.name();
         // An endpoint this backend could not render held registrations we cannot name.
         let unrendered = !skipped.is_empty();
@@ -207,7 +239,10 @@ impl Pipeline {
             Err(e) => {
                 tracing::error!(backend = name, error = %e, "cannot list registrations");
                 out.failures.push(BackendFailure::List(e));
-                return out;
+                return Prepared {
+                    out,
+                    ..Default::default()
+                };
             }
         };
         for (id, holder) in &listing_foreign(&mut desired, &actual, foreign) {
@@ -230,6 +265,64 @@ impl Pipeline {
             out.held_back = p.deregister.len();
             p.deregister.clear();
         }
+        Prepared {
+            out,
+            actual,
+            unchanged,
+            plan: Some(p),
+        }
+    }
+
+    /// A registration is deregistered only when its absence is confirmed by a second complete
+    /// listing: Rancher pages by offset, so a row removed between two page reads hides a live
+    /// one from that listing. The sources are listed again only in rounds that would
+    /// deregister something, so a steady round costs one listing.
+    async fn confirm_absence(&self, prepared: &mut [Prepared]) {
+        let candidates = |p: &Prepared| p.plan.as_ref().is_some_and(|p| !p.deregister.is_empty());
+        if !prepared.iter().any(candidates) {
+            return;
+        }
+        let again = self.fetch(false).await;
+        for (be, prep) in self.backends.iter().zip(prepared.iter_mut()) {
+            let Some(plan) = prep.plan.as_mut().filter(|p| !p.deregister.is_empty()) else {
+                continue;
+            };
+            let name = be.name();
+            let (still, skipped) = desired(be.as_ref(), &again.endpoints);
+            if again.incomplete.iter().any(|s| feeds(be.as_ref(), s)) || !skipped.is_empty() {
+                tracing::warn!(
+                    backend = name,
+                    held_back = plan.deregister.len(),
+                    "the confirming listing is incomplete: deregistering nothing this round"
+                );
+                prep.out.held_back += plan.deregister.len();
+                plan.deregister.clear();
+                continue;
+            }
+            let before = plan.deregister.len();
+            plan.deregister.retain(|id| !still.contains_key(id));
+            let back = before - plan.deregister.len();
+            if back > 0 {
+                tracing::warn!(
+                    backend = name,
+                    count = back,
+                    "listed again, not deregistered: missing from one listing only"
+                );
+                prep.out.held_back += back;
+            }
+        }
+    }
+
+    /// Guards, then writes (unless a dry run or a standby replica).
+    async fn finish(&self, be: &dyn Backend, prep: Prepared, opts: RoundOptions) -> BackendOutcome {
+        let Prepared {
+            mut out,
+            actual,
+            unchanged,
+            plan,
+        } = prep;
+        let Some(mut p) = plan else { return out };
+        let name = be.name();
         let limit = self.max_deregister_fraction * actual.len() as f64;
         if !opts.force && self.max_deregister_fraction < 1.0 && p.deregister.len() as f64 > limit {
             let guard = BackendFailure::Guard {
