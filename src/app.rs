@@ -62,14 +62,19 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
     crate::say!("✓ built");
     let mut ok = true;
     if args.connect {
+        // The endpoints tell backends with one agent per host (`%HOST%`) where to look.
+        let mut endpoints = Vec::new();
         for s in &pipeline.sources {
             match s.fetch().await {
-                Ok((eps, skipped)) => crate::say!(
-                    "✓ source {}: {} endpoint(s), {} skipped",
-                    s.name(),
-                    eps.len(),
-                    skipped.len()
-                ),
+                Ok((eps, skipped)) => {
+                    crate::say!(
+                        "✓ source {}: {} endpoint(s), {} skipped",
+                        s.name(),
+                        eps.len(),
+                        skipped.len()
+                    );
+                    endpoints.extend(eps);
+                }
                 Err(e) => {
                     ok = false;
                     crate::say!("✗ source {}: {}", s.name(), clean(&e.to_string()))
@@ -77,13 +82,14 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
             }
         }
         for b in &pipeline.backends {
-            match b.list(&Default::default()).await {
+            let desired = crate::engine::desired(b.as_ref(), &endpoints).0;
+            match b.list(&desired).await {
                 Ok(l) if !l.partial.is_empty() => {
                     ok = false;
                     crate::say!(
                         "✗ backend {}: {}",
                         b.name(),
-                        crate::error::joined(&l.partial)
+                        clean(&crate::error::joined(&l.partial))
                     )
                 }
                 Ok(l) => crate::say!(

@@ -14,8 +14,12 @@ fn init_logging(log: &LogArgs) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("RANCON_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal, and never with NO_COLOR (no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match log.log_format {
         // JSON escapes every string itself.

@@ -445,7 +445,7 @@ fn run(rounds: Vec<Round>) -> Result<(), TestCaseError> {
             prop_assert_eq!(r.writes, 0, "steady round {} wrote", n);
         }
         // 5. Two fault-free rounds after the faults stop, the registry is the desired state.
-        if n >= total + 1 {
+        if n > total {
             prop_assert_eq!(
                 ours(after),
                 expected(&round.world, after),

@@ -101,8 +101,15 @@ pub fn validate<S: Component, B: Component>(loaded: &Loaded<S, B>) -> Result<(),
 pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collector<'a> {
     let cfg = &loaded.config;
     let mut c = Collector::new(&loaded.figment);
-    if cfg.label_prefix.is_empty() || cfg.label_prefix.contains(char::is_whitespace) {
-        c.add("label_prefix", "must be non-empty and without spaces");
+    if cfg.label_prefix.is_empty()
+        || cfg.label_prefix.contains(char::is_whitespace)
+        || cfg.label_prefix.starts_with('.')
+        || cfg.label_prefix.ends_with('.')
+    {
+        c.add(
+            "label_prefix",
+            "must be non-empty, without spaces, and not start or end with `.` (labels are `<prefix>.X`)",
+        );
     }
     if !OWNER.is_match(&cfg.owner) {
         c.add(
@@ -114,6 +121,12 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
         c.add("interval", "must be from 100ms to 7 days");
     }
     c.template("name".into(), &cfg.name);
+    if cfg.name.trim().is_empty() {
+        c.add(
+            "name",
+            "must not be empty: every service would be named \"\"",
+        );
+    }
     if !(0.0..=1.0).contains(&cfg.max_deregister_fraction) {
         c.add("max_deregister_fraction", "must be between 0.0 and 1.0");
     }
@@ -135,6 +148,10 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
         }
         if !(10..=86_400).contains(&l.ttl.as_secs()) {
             c.add("leader.ttl", "Consul accepts session TTLs from 10s to 24h");
+        }
+        // Consul caps a session's lock-delay at 60s (`structs.MaxLockDelay`).
+        if l.lock_delay.as_secs() > 60 {
+            c.add("leader.lock_delay", "Consul caps lock-delay at 60s");
         }
         if l.key
             .as_deref()
@@ -167,6 +184,12 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
         let key = format!("backends.{name}");
         if !COMPONENT.is_match(name) {
             c.add(key.clone(), "component names must match ^[a-z][a-z0-9_]*$");
+        }
+        if be.sources().is_some_and(<[String]>::is_empty) {
+            c.add(
+                format!("{key}.sources"),
+                "is empty: this backend would read nothing and hold nothing; remove the key to read every source",
+            );
         }
         for (i, s) in be.sources().unwrap_or_default().iter().enumerate() {
             if !cfg.sources.contains_key(s) {

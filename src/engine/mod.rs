@@ -369,3 +369,22 @@ impl Pipeline {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WriteGate;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_write_gate_closes_at_its_deadline_without_being_told() {
+        let gate = WriteGate::default();
+        assert!(!gate.open(), "closed until election says otherwise");
+        gate.hold_until(Some(Instant::now() + Duration::from_secs(3600)));
+        assert!(gate.open());
+        // A confirmation whose TTL has run out (Consul hung since): closed by itself.
+        gate.hold_until(Some(Instant::now() - Duration::from_millis(1)));
+        assert!(!gate.open());
+        gate.hold_until(None);
+        assert!(!gate.open());
+    }
+}

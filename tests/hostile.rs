@@ -1,0 +1,235 @@
+//! Hostile input met where a user meets it (the binary): secrets never echoed, no panic on a
+//! closed stdout or absurd values, data cannot forge log lines, `--force` lasts one round,
+//! opting out works in any case. (Ownership, listings that end early and the doubles' real
+//! rules are in the backend and source tests and in `simulation.rs`.)
+
+use assert_cmd::Command;
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn rancon() -> Command {
+    let mut c = Command::cargo_bin("rancon").unwrap();
+    c.env_remove("RANCON_CONFIG").env_remove("RANCON_LOG");
+    c
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+/// A static source reading `services.toml` into a Traefik file, as TOML.
+fn static_config(dir: &Path, extra: &str) -> String {
+    let services = dir.join("services.toml").display().to_string();
+    let out = dir.join("traefik.toml").display().to_string();
+    write(
+        dir,
+        "rancon.toml",
+        &format!(
+            "{extra}\n[sources.s]\ntype = \"static\"\nfile = \"{services}\"\n[backends.t]\ntype = \"traefik_file\"\npath = \"{out}\"\n"
+        ),
+    )
+}
+
+fn services(dir: &Path, names: &[&str], labels: &str) {
+    let mut body = String::new();
+    for (i, n) in names.iter().enumerate() {
+        body.push_str(&format!(
+            "[[services]]\nname = \"{n}\"\nhost = \"10.0.0.{}\"\nport = 80\nlabels = {{ {labels} }}\n",
+            i + 1
+        ));
+    }
+    write(dir, "services.toml", &body);
+}
+
+#[test]
+fn credentials_in_a_url_are_refused_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "r.toml",
+        "[sources.r]\ntype = \"rancher\"\nurl = \"http://AKEY:s3cretPASS@127.0.0.1:1/v2-beta\"\n[backends.t]\ntype = \"traefik_file\"\npath = \"out.toml\"\n",
+    );
+    let out = rancon().args(["check", "--config", &cfg]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("sources.r.url"), "{}", text(&out));
+    assert!(!text(&out).contains("s3cretPASS"), "{}", text(&out));
+}
+
+#[test]
+fn a_toml_syntax_error_does_not_quote_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "bad.toml",
+        "[backends.c]\ntype = \"consul\"\ntoken = \"s3cretTOKEN\n",
+    );
+    let out = rancon().args(["check", "--config", &cfg]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("line 3"), "{}", text(&out));
+    assert!(!text(&out).contains("s3cretTOKEN"), "{}", text(&out));
+}
+
+#[test]
+fn a_malformed_set_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    services(dir.path(), &["web"], "rancon = \"\"");
+    let cfg = static_config(dir.path(), "");
+    let out = rancon()
+        .args([
+            "check",
+            "--config",
+            &cfg,
+            "--set",
+            "backends.c.token:s3cretSET",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(!text(&out).contains("s3cretSET"), "{}", text(&out));
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [vec!["schema"], vec!["man"]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away before anything is written
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn absurd_values_are_config_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    services(dir.path(), &["web"], "rancon = \"\"");
+    let cfg = static_config(dir.path(), "");
+    let deep = "[".repeat(100_000);
+    let out = rancon()
+        .args(["check", "--config", &cfg])
+        .env("RANCON_OWNER", &deep)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("RANCON_OWNER"), "{}", text(&out));
+    let out = rancon()
+        .args(["check", "--config", &cfg, "--set", "interval=100000000y"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("interval"), "{}", text(&out));
+}
+
+#[test]
+fn data_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "services.toml",
+        "[[services]]\nname = \"web\"\nhost = \"10.0.0.1\\nINFO fake: deregistered everything\"\nport = 80\nlabels = { rancon = \"\" }\n",
+    );
+    let cfg = static_config(dir.path(), "");
+    let out = rancon()
+        .args(["--config", &cfg, "--once"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("registered"), "{err}");
+    assert!(
+        !err.lines().any(|l| l.starts_with("INFO fake")),
+        "a forged line: {err}"
+    );
+    assert!(err.contains("\\nINFO fake"), "escaped: {err}");
+    let out = rancon()
+        .args(["--config", &cfg, "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(!plan.lines().any(|l| l.starts_with("INFO fake")), "{plan}");
+}
+
+#[test]
+fn opting_out_works_in_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "services.toml",
+        "[[services]]\nname = \"web\"\nhost = \"10.0.0.1\"\nport = 80\nlabels = { \"rancon.Enable\" = \"False\" }\n[[services]]\nname = \"api\"\nhost = \"10.0.0.2\"\nport = 80\n",
+    );
+    let cfg = static_config(dir.path(), "");
+    let out = rancon()
+        .args(["--config", &cfg, "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let file = fs::read_to_string(dir.path().join("traefik.toml")).unwrap();
+    assert!(file.contains("api"), "{file}");
+    assert!(!file.contains("web"), "opted out, yet registered: {file}");
+}
+
+fn routers(dir: &Path) -> usize {
+    fs::read_to_string(dir.join("traefik.toml"))
+        .map(|f| f.matches("[http.routers.").count())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn force_lifts_the_guard_for_one_round_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    services(d, &["a", "b", "c", "d"], "rancon = \"\"");
+    let cfg = static_config(d, "interval = \"200ms\"");
+    let out = rancon()
+        .args(["--config", &cfg, "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(routers(d), 4);
+    // 3 of 4 gone: over the guard's 0.5, but --force lets the first round through.
+    services(d, &["a"], "rancon = \"\"");
+    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["--config", &cfg, "--force"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the forced round", || routers(d) == 1);
+    services(d, &["a", "b", "c", "d"], "rancon = \"\"");
+    wait_for("the next registrations", || routers(d) == 4);
+    // The same removal again: this time the guard holds.
+    services(d, &["a"], "rancon = \"\"");
+    std::thread::sleep(Duration::from_millis(1500)); // several 200ms rounds
+    let held = routers(d);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(held, 4, "--force outlived its round");
+}
