@@ -102,11 +102,13 @@ fn toml_output_parses_and_is_not_rewritten_when_unchanged() {
     let parsed: toml::Value = toml::from_str(&text).unwrap();
     check_traefik_shape(&serde_json::to_value(parsed).unwrap());
 
-    let before = fs::metadata(&out).unwrap().modified().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Every write is a rename of a new file: an unchanged inode means no write at all
+    // (mtimes can tie within the filesystem's granularity).
+    use std::os::unix::fs::MetadataExt;
+    let before = fs::metadata(&out).unwrap().ino();
     run_once(&cfg);
     assert_eq!(
-        fs::metadata(&out).unwrap().modified().unwrap(),
+        fs::metadata(&out).unwrap().ino(),
         before,
         "unchanged content was rewritten"
     );
@@ -168,7 +170,9 @@ fn pipeline() -> (
 /// reports failure so `--once` would exit 1.
 #[tokio::test]
 async fn a_failing_source_deregisters_nothing() {
-    let (dir, services, pipeline) = pipeline();
+    let (dir, services, mut pipeline) = pipeline();
+    // Guard off: only the failed-source rule may keep the registrations.
+    pipeline.max_deregister_fraction = 1.0;
     let opts = rancon::engine::RoundOptions::default();
     let first = pipeline.round(opts).await;
     assert!(!first.failed());
@@ -193,6 +197,26 @@ async fn a_failing_source_deregisters_nothing() {
     assert_eq!(fs::read_to_string(&out).unwrap(), before);
 }
 
+/// An empty services file is a file caught mid-write, not "no services": the source fails.
+#[tokio::test]
+async fn an_empty_services_file_is_a_failure_not_an_empty_list() {
+    let (dir, services, mut pipeline) = pipeline();
+    pipeline.max_deregister_fraction = 1.0;
+    let opts = rancon::engine::RoundOptions::default();
+    assert!(!pipeline.round(opts).await.failed());
+    let out = dir.path().join("dynamic.toml");
+    let before = fs::read_to_string(&out).unwrap();
+    fs::write(&services, "").unwrap();
+    let r = pipeline.round(opts).await;
+    assert!(r.failed());
+    assert!(
+        r.sources
+            .iter()
+            .any(|s| s.source == "apps" && s.error.is_some())
+    );
+    assert_eq!(fs::read_to_string(&out).unwrap(), before);
+}
+
 /// The guard stops a round that would remove more than the configured share of registrations.
 #[tokio::test]
 async fn the_guard_stops_mass_deregistration_unless_forced() {
@@ -200,7 +224,9 @@ async fn the_guard_stops_mass_deregistration_unless_forced() {
     let mut opts = rancon::engine::RoundOptions::default();
     assert!(!pipeline.round(opts).await.failed());
 
-    fs::write(&services, "").unwrap(); // 3 of 4 registrations vanish: over the 0.5 default
+    // 3 of 4 registrations vanish (on purpose: `services = []`, not an empty file, which
+    // reads as a file caught mid-write): over the 0.5 default.
+    fs::write(&services, "services = []").unwrap();
     let guarded = pipeline.round(opts).await;
     assert!(guarded.failed());
     let b = &guarded.backends[0];

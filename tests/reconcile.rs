@@ -22,30 +22,59 @@ fn map(regs: Vec<Registration>) -> RegistrationMap {
     regs.into_iter().map(|r| (r.id.clone(), r)).collect()
 }
 
-fn arb_map() -> impl Strategy<Value = RegistrationMap> {
-    // Small id and port spaces so desired and actual overlap often.
-    prop::collection::vec(
-        (0u8..12, 1u16..4, prop::collection::btree_set("[ab]", 0..2)),
-        0..12,
+fn arb_reg() -> impl Strategy<Value = (u8, Registration)> {
+    // Small spaces so desired and actual overlap often; every field varies on its own.
+    (
+        0u8..12,
+        0u8..3,
+        0u8..2,
+        1u16..4,
+        prop::collection::btree_set("[ab]", 0..2),
+        prop::collection::btree_map("[xy]", "[01]", 0..2),
+        prop::option::of(0u8..2),
+        prop::option::of(prop::sample::select(vec![
+            rancon::model::Health::Passing,
+            rancon::model::Health::Critical,
+        ])),
+        any::<bool>(),
     )
-    .prop_map(|v| {
-        v.into_iter()
-            .map(|(i, port, tags)| {
-                let id = format!("svc-{i}");
+        .prop_map(
+            |(i, name, address, port, tags, meta, location, health, stale)| {
                 let r = Registration {
-                    id: id.clone(),
-                    name: format!("svc{}", i % 3),
-                    address: "10.0.0.1".into(),
+                    id: format!("svc-{i}"),
+                    name: format!("svc{name}"),
+                    address: format!("10.0.0.{address}"),
                     port,
                     tags,
-                    meta: Default::default(),
-                    private: Default::default(),
-                    health: None,
+                    meta: meta.into_iter().collect(),
+                    private: rancon::model::Private {
+                        location: location.map(|l| format!("agent-{l}")),
+                        stale,
+                        ..Default::default()
+                    },
+                    health,
                 };
-                (id, r)
+                (i, r)
+            },
+        )
+}
+
+fn arb_map() -> impl Strategy<Value = RegistrationMap> {
+    prop::collection::vec(arb_reg(), 0..12).prop_map(|v| {
+        v.into_iter()
+            .map(|(_, r)| {
+                // What rancon desires is never stale; only listed copies can be.
+                let mut r = r;
+                r.private.stale = false;
+                (r.id.clone(), r)
             })
             .collect()
     })
+}
+
+fn arb_listed() -> impl Strategy<Value = RegistrationMap> {
+    prop::collection::vec(arb_reg(), 0..12)
+        .prop_map(|v| v.into_iter().map(|(_, r)| (r.id.clone(), r)).collect())
 }
 
 proptest! {
@@ -57,12 +86,42 @@ proptest! {
     }
 
     #[test]
-    fn applying_the_plan_yields_desired(d in arb_map(), a in arb_map()) {
-        prop_assert_eq!(applied(&a, &plan(&d, &a)), d);
+    fn applying_the_plan_yields_desired(d in arb_map(), a in arb_listed()) {
+        // Equal up to health (state, not content: the planner never writes for it alone).
+        let strip = |m: RegistrationMap| -> RegistrationMap {
+            m.into_iter().map(|(k, mut r)| { r.health = None; r.private.stale = false; (k, r) }).collect()
+        };
+        prop_assert_eq!(strip(applied(&a, &plan(&d, &a))), strip(d));
     }
 
     #[test]
-    fn only_owned_and_undesired_ids_are_deregistered(d in arb_map(), a in arb_map()) {
+    fn a_change_of_any_content_field_is_an_update(d in arb_map(), a in arb_listed()) {
+        let p = plan(&d, &a);
+        for (id, want) in &d {
+            let Some(have) = a.get(id) else { continue };
+            let differs = want.name != have.name
+                || want.address != have.address
+                || want.port != have.port
+                || want.tags != have.tags
+                || want.meta != have.meta
+                || want.private.location != have.private.location
+                || have.private.stale;
+            prop_assert_eq!(p.update.contains_key(id), differs, "{:?} vs {:?}", want, have);
+        }
+    }
+
+    #[test]
+    fn plan_owned_equals_plan(d in arb_map(), a in arb_listed()) {
+        let borrowed = plan(&d, &a);
+        let (owned, unchanged) = rancon::plan::plan_owned(d.clone(), &a);
+        prop_assert_eq!(&owned, &borrowed);
+        // The unchanged ones are exactly the desired ids that needed no write.
+        let expect: BTreeSet<_> = d.keys().filter(|id| a.contains_key(*id) && !borrowed.update.contains_key(*id)).collect();
+        prop_assert_eq!(unchanged.keys().collect::<BTreeSet<_>>(), expect);
+    }
+
+    #[test]
+    fn only_owned_and_undesired_ids_are_deregistered(d in arb_map(), a in arb_listed()) {
         let p = plan(&d, &a);
         for id in &p.deregister {
             prop_assert!(a.contains_key(id), "deregisters {id}, which is not owned");

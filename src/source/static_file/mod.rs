@@ -59,6 +59,13 @@ pub fn parse_services(
         what: path.display().to_string(),
         message,
     };
+    if text.trim().is_empty() {
+        // A file being rewritten in place reads empty for a moment: unknown, not "no
+        // services". Declaring none on purpose is `services = []`.
+        return Err(decode(
+            "the file is empty; write `services = []` to declare no services".into(),
+        ));
+    }
     let parsed: ServicesFile = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| decode(e.to_string()))?
     } else {
