@@ -242,3 +242,58 @@ async fn the_guard_stops_mass_deregistration_unless_forced() {
     let text = fs::read_to_string(dir.path().join("dynamic.toml")).unwrap();
     assert!(!text.contains("web-shop") && text.contains("db"));
 }
+
+/// Backends read only their `sources`, and only a failure of a source a backend reads holds
+/// back that backend's deregistrations.
+#[tokio::test]
+async fn per_backend_sources_route_endpoints_and_hold_back_only_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let svc = |name: &str, host: &str| {
+        format!("[[services]]\nname = \"{name}\"\nhost = \"{host}\"\nport = 80\n")
+    };
+    let (fa, fb) = (d.join("a.toml"), d.join("b.toml"));
+    fs::write(&fa, svc("a1", "10.0.1.1") + &svc("a2", "10.0.1.2")).unwrap();
+    fs::write(&fb, svc("b1", "10.0.2.1") + &svc("b2", "10.0.2.2")).unwrap();
+    let (ox, oy) = (d.join("x.toml"), d.join("y.toml"));
+    let cfg = d.join("rancon.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "max_deregister_fraction = 1.0\n[sources.a]\ntype = \"static\"\nfile = {:?}\n[sources.b]\ntype = \"static\"\nfile = {:?}\n[backends.x]\ntype = \"traefik_file\"\npath = {:?}\nsources = [\"a\"]\n[backends.y]\ntype = \"traefik_file\"\npath = {:?}\n",
+            fa.display().to_string(),
+            fb.display().to_string(),
+            ox.display().to_string(),
+            oy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let args = rancon::cli::ConfigArgs {
+        config: Some(cfg),
+        sets: vec![],
+    };
+    let loaded = rancon::app::load_valid(&args).unwrap();
+    let pipeline = rancon::app::build(&loaded.config).unwrap();
+    let opts = rancon::engine::RoundOptions::default();
+    assert!(!pipeline.round(opts).await.failed());
+    let x = fs::read_to_string(&ox).unwrap();
+    assert!(
+        x.contains("a1") && x.contains("a2") && !x.contains("b1"),
+        "{x}"
+    );
+    let y = fs::read_to_string(&oy).unwrap();
+    assert!(y.contains("a1") && y.contains("b1"), "{y}");
+
+    // b fails and a2 goes away: x (reads a only) deregisters a2; y (reads both) keeps it.
+    fs::write(&fb, "not [valid").unwrap();
+    fs::write(&fa, svc("a1", "10.0.1.1")).unwrap();
+    let r = pipeline.round(opts).await;
+    assert!(r.failed());
+    let x = fs::read_to_string(&ox).unwrap();
+    assert!(x.contains("a1") && !x.contains("a2"), "{x}");
+    let y = fs::read_to_string(&oy).unwrap();
+    assert!(y.contains("a2") && y.contains("b2"), "held back: {y}");
+    let by = |n: &str| r.backends.iter().find(|b| b.backend == n).unwrap();
+    assert_eq!(by("x").held_back, 0);
+    assert_eq!(by("y").held_back, 3);
+}

@@ -104,7 +104,7 @@ fn bad_inputs_exit_78_naming_key_and_origin() {
             ],
             vec![],
             "backends.traefik.sources.0",
-            "names source \"nope\"",
+            "(from --set backends.traefik.sources",
         ),
         (
             vec![
@@ -122,7 +122,7 @@ fn bad_inputs_exit_78_naming_key_and_origin() {
             ],
             vec![],
             "backends.traefik.path",
-            "does not exist",
+            "(from --set backends.traefik.path)",
         ),
     ];
     for (args, env, key, origin) in cases {
@@ -287,6 +287,64 @@ fn sigterm_in_continuous_mode_exits_0_after_the_round() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// SIGTERM while a round is in flight: the round finishes its writes, then rancon exits 0.
+/// The services file is a FIFO, so the round provably waits inside the source's read when
+/// the signal lands: opening a FIFO for writing returns only once the reader has opened it.
+#[test]
+fn sigterm_mid_round_lets_the_round_write_then_exits_0() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("services.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = dir.path().join("out.toml");
+    let cfg = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "[sources.s]\ntype = \"static\"\nfile = {:?}\n[backends.t]\ntype = \"traefik_file\"\npath = {:?}\n",
+            fifo.display().to_string(),
+            out.display().to_string()
+        ),
+    );
+    let services = "[[services]]\nname = \"web\"\nhost = \"10.0.0.1\"\nport = 80\n";
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["--config", &cfg, "--set", "interval=1h"])
+        .env_remove("RANCON_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Start-up validation reads the file once.
+    fs::File::options()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(services.as_bytes())
+        .unwrap();
+    // Let validation see the end of the file before a writer opens it again.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The first round opens it again: from here on the round is in flight.
+    let mut round = fs::File::options().write(true).open(&fifo).unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!out.exists(), "the round had not written yet");
+    round.write_all(services.as_bytes()).unwrap();
+    drop(round);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let written = fs::read_to_string(&out).expect("the round in flight wrote its file");
+    assert!(written.contains("10.0.0.1"), "{written}");
 }
 
 #[test]

@@ -30,7 +30,16 @@ impl<'a> Collector<'a> {
     /// Records a problem at `key`.
     pub fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
-        let origin = origin_of(self.figment, &key);
+        // A list element (`sources.0`) or a field inside a value has no metadata of its
+        // own: the closest key that has one tells where it came from.
+        let mut at = key.as_str();
+        let origin = loop {
+            match (origin_of(self.figment, at), at.rsplit_once('.')) {
+                (Some(o), _) => break Some(o),
+                (None, Some((parent, _))) => at = parent,
+                (None, None) => break None,
+            }
+        };
         self.problems.push(Problem {
             key,
             message: message.into(),
