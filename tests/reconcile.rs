@@ -51,7 +51,8 @@ fn arb_reg() -> impl Strategy<Value = (u8, Registration)> {
                         location: location.map(|l| format!("agent-{l}")),
                         stale,
                         ..Default::default()
-                    },
+                    }
+                    .into(),
                     health,
                 };
                 (i, r)

@@ -540,7 +540,7 @@ impl Backend for Consul {
             port,
             tags,
             meta,
-            private,
+            private: private.into(),
             health,
         })
     }

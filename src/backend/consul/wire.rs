@@ -223,7 +223,8 @@ impl ListedService {
             private: crate::model::Private {
                 location: agent.map(str::to_string),
                 ..Default::default()
-            },
+            }
+            .into(),
             health: None,
         })
     }

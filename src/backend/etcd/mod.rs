@@ -280,7 +280,8 @@ impl Etcd {
                 location: Some(key.to_string()),
                 attrs,
                 ..Default::default()
-            },
+            }
+            .into(),
             health: None,
         })
     }
@@ -389,7 +390,7 @@ impl Backend for Etcd {
             port,
             tags,
             meta,
-            private,
+            private: private.into(),
             health: None,
         })
     }

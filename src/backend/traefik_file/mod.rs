@@ -157,7 +157,8 @@ impl TraefikFile {
                     private: Private {
                         attrs: attrs.clone(),
                         ..Default::default()
-                    },
+                    }
+                    .into(),
                     health: None,
                 };
                 out.insert(reg.id.clone(), reg);
@@ -246,7 +247,8 @@ impl Backend for TraefikFile {
             private: Private {
                 attrs,
                 ..Default::default()
-            },
+            }
+            .into(),
             health: None,
         })
     }
