@@ -160,20 +160,14 @@ pub async fn run(args: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let raw = &loaded.config;
-    let status = Arc::new(Status::new(
-        raw.http.hangup_after.unwrap_or(
-            raw.interval
-                .saturating_mul(3)
-                .saturating_add(Duration::from_secs(60)),
-        ),
-    ));
-    if raw.http.enabled
-        && let Err(e) = serve::spawn(raw.http.listen, status.clone()).await
+    let mut config = loaded.config;
+    let status = Arc::new(Status::new(hangup_after(&config)));
+    if config.http.enabled
+        && let Err(e) = serve::spawn(config.http.listen, status.clone()).await
     {
         eprintln!(
             "error: cannot listen on {} (http.listen): {e}",
-            raw.http.listen
+            config.http.listen
         );
         return ExitCode::FAILURE;
     }
@@ -185,31 +179,68 @@ pub async fn run(args: &RunArgs) -> ExitCode {
             }
         })
     });
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        // The round in flight finishes (up to shutdown_timeout); the signal is otherwise only
-        // looked at between rounds, and rounds never overlap.
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    'rounds: loop {
+        // Rounds never overlap. A stop signal lets the round in flight finish (up to
+        // shutdown_timeout; a second signal exits at once); a reload waits for it.
         let started = Instant::now();
-        let round = one_round(&pipeline, opts, args.output);
-        tokio::pin!(round);
-        let report = tokio::select! {
-            r = &mut round => r,
-            _ = &mut stop => {
-                tracing::info!("signal received; finishing the round in flight");
-                if tokio::time::timeout(raw.shutdown_timeout, round).await.is_err() {
-                    tracing::warn!(timeout = ?raw.shutdown_timeout, "round still running at shutdown_timeout; exiting");
+        let mut reload = false;
+        let report = {
+            let round = one_round(&pipeline, opts, args.output);
+            tokio::pin!(round);
+            loop {
+                tokio::select! {
+                    r = &mut round => break r,
+                    sig = signals.next() => match sig {
+                        Sig::Reload => reload = true,
+                        Sig::Stop => {
+                            tracing::info!("signal received; finishing the round in flight (a second one exits at once)");
+                            tokio::select! {
+                                done = tokio::time::timeout(config.shutdown_timeout, &mut round) => {
+                                    if done.is_err() {
+                                        tracing::warn!(timeout = ?config.shutdown_timeout, "round still running at shutdown_timeout; exiting");
+                                    }
+                                }
+                                _ = signals.stop() => {
+                                    tracing::warn!("second signal: exiting without finishing the round");
+                                    code = ExitCode::FAILURE;
+                                }
+                            }
+                            break 'rounds;
+                        }
+                    },
                 }
-                break;
             }
         };
         // --force lifts the guard for one round, not for the life of the daemon.
         opts.force = false;
         status.metrics.record(&report, started.elapsed());
         status.round_completed(!report.failed());
-        tokio::select! {
-            _ = tokio::time::sleep(jittered(raw.interval)) => {}
-            _ = &mut stop => break,
+        let sleep = tokio::time::sleep(jittered(config.interval));
+        tokio::pin!(sleep);
+        loop {
+            if std::mem::take(&mut reload) {
+                if let Some((c, p)) = reloaded(&args.config, &config) {
+                    let gate = pipeline.write_gate.take();
+                    pipeline = p;
+                    pipeline.write_gate = gate;
+                    config = c;
+                }
+            }
+            tokio::select! {
+                _ = &mut sleep => break,
+                sig = signals.next() => match sig {
+                    Sig::Reload => reload = true,
+                    Sig::Stop => break 'rounds,
+                },
+            }
         }
     }
     if let (Some(task), Some(l)) = (elector, &leader) {
@@ -217,7 +248,92 @@ pub async fn run(args: &RunArgs) -> ExitCode {
         l.release().await;
     }
     tracing::info!("stopped by signal");
-    ExitCode::SUCCESS
+    code
+}
+
+/// `/health` fails after this long without a completed round.
+fn hangup_after(config: &Config) -> Duration {
+    config.http.hangup_after.unwrap_or(
+        config
+            .interval
+            .saturating_mul(3)
+            .saturating_add(Duration::from_secs(60)),
+    )
+}
+
+/// SIGHUP: the configuration loaded, validated and built anew; on any error the running one
+/// stays (and the error is logged). Settings read only at start-up are named if they changed.
+fn reloaded(args: &ConfigArgs, running: &Config) -> Option<(Config, Pipeline)> {
+    let fresh = load_valid(args).and_then(|l| build(&l.config).map(|p| (l.config, p)));
+    match fresh {
+        Ok((c, p)) => {
+            for (what, changed) in [
+                ("http", c.http != running.http),
+                ("leader", c.leader != running.leader),
+                (
+                    "shutdown_timeout",
+                    c.shutdown_timeout != running.shutdown_timeout,
+                ),
+            ] {
+                if changed {
+                    tracing::warn!(
+                        key = what,
+                        "changed, but only read at start-up: restart to apply it"
+                    );
+                }
+            }
+            tracing::info!("configuration reloaded");
+            Some((c, p))
+        }
+        Err(e) => {
+            tracing::error!(error = %crate::output::clean(&e.to_string()), "reload failed; keeping the running configuration");
+            None
+        }
+    }
+}
+
+/// What a signal asks for.
+enum Sig {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The handlers, installed before the first round so no signal meets the default action
+/// (which for SIGHUP is to die silently).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.term.recv() => Sig::Stop,
+            _ = self.int.recv() => Sig::Stop,
+            _ = self.hup.recv() => Sig::Reload,
+        }
+    }
+
+    /// The next stop signal (reloads are moot while stopping).
+    async fn stop(&mut self) {
+        loop {
+            if let Sig::Stop = self.next().await {
+                return;
+            }
+        }
+    }
 }
 
 /// The leader election the config asks for, if any.
@@ -297,30 +413,4 @@ fn print_plan(report: &RoundReport, output: Output) {
 /// `id name address:port`, printable whatever the data holds.
 pub fn describe(r: &crate::model::Registration) -> String {
     clean(&format!("{} {} {}:{}", r.id, r.name, r.address, r.port)).into_owned()
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed now, not on first poll, so a
-/// signal that arrives while the first round runs is never lost to the default action.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        async move {
-            match (term, int) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => std::future::pending().await,
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match &cli.command {
             None => rancon::app::run(&cli.run).await,
             Some(Command::Run(args)) => rancon::app::run(args).await,
@@ -91,5 +91,9 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-    })
+    });
+    // Do not wait for blocking reads still in flight (a source stuck in a file read when a
+    // second signal asked to exit at once).
+    runtime.shutdown_background();
+    code
 }

@@ -233,3 +233,97 @@ fn force_lifts_the_guard_for_one_round_only() {
     let _ = daemon.wait();
     assert_eq!(held, 4, "--force outlived its round");
 }
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    services(d, &["a"], "rancon = \"\"");
+    let cfg = static_config(d, "interval = \"200ms\"");
+    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the first round", || routers(d) == 1);
+    // A new rule template in the file: applied after SIGHUP.
+    let body = fs::read_to_string(&cfg).unwrap();
+    fs::write(
+        &cfg,
+        body.replace(
+            "type = \"traefik_file\"",
+            "type = \"traefik_file\"\ndefault_rule = \"Host(`reloaded.example`)\"",
+        ),
+    )
+    .unwrap();
+    signal(&daemon, "HUP");
+    let out = d.join("traefik.toml");
+    wait_for("the reloaded rule", || {
+        fs::read_to_string(&out).is_ok_and(|f| f.contains("reloaded.example"))
+    });
+    // A broken file: the running configuration stays, and rounds go on.
+    fs::write(&cfg, "interval = \"5 parsecs\"\n").unwrap();
+    signal(&daemon, "HUP");
+    services(d, &["a", "b"], "rancon = \"\"");
+    wait_for("rounds after a failed reload", || routers(d) == 2);
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "SIGHUP killed the daemon"
+    );
+    signal(&daemon, "TERM");
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
+
+/// A second SIGTERM while the first waits for the round in flight exits at once (status 1),
+/// without the round's writes. The services file is a FIFO that never gets its content, so the
+/// round stays inside its read.
+#[test]
+fn a_second_signal_exits_at_once() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("services.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cfg = static_config(d, "interval = \"1h\"\nshutdown_timeout = \"1h\"");
+    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(b"[[services]]\nname = \"a\"\nhost = \"10.0.0.1\"\nport = 80\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _round = fs::File::options().write(true).open(&fifo).unwrap();
+    signal(&daemon, "TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the first signal waits for the round"
+    );
+    signal(&daemon, "TERM");
+    wait_for("exit on the second signal", || {
+        daemon.try_wait().unwrap().is_some()
+    });
+    assert_eq!(daemon.wait().unwrap().code(), Some(1));
+    assert!(!d.join("traefik.toml").exists());
+}
