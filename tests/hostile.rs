@@ -327,3 +327,36 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(daemon.wait().unwrap().code(), Some(1));
     assert!(!d.join("traefik.toml").exists());
 }
+
+/// A label edited into a bad template skips that service — and keeps what it had registered.
+#[test]
+fn a_skipped_service_keeps_its_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    services(d, &["a", "b"], "rancon = \"\"");
+    let cfg = static_config(d, "max_deregister_fraction = 1.0");
+    let once = || {
+        rancon()
+            .args(["--config", &cfg, "--once"])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(once().status.code(), Some(0));
+    assert_eq!(routers(d), 2);
+    write(
+        d,
+        "services.toml",
+        "[[services]]\nname = \"a\"\nhost = \"10.0.0.1\"\nport = 80\nlabels = { rancon = \"\" }\n[[services]]\nname = \"b\"\nhost = \"10.0.0.2\"\nport = 80\nlabels = { \"rancon.name\" = \"%NOPE%\" }\n",
+    );
+    let out = once();
+    assert!(
+        text(&out).contains("%NOPE%"),
+        "the skip is warned: {}",
+        text(&out)
+    );
+    let file = fs::read_to_string(d.join("traefik.toml")).unwrap();
+    assert!(
+        file.contains("10.0.0.2"),
+        "b's registration was removed: {file}"
+    );
+}
