@@ -15,6 +15,11 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin rancon
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/rancon /usr/local/bin/rancon
 USER nonroot:nonroot
+# The health and metrics endpoint; setting http.listen turns it on.
+ENV RANCON_HTTP__LISTEN=0.0.0.0:9090
 EXPOSE 9090
-# Health: GET /health on the [http] endpoint (enable it with RANCON_HTTP__ENABLED=true).
+# No shell or curl in distroless: the binary asks its own /health.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s CMD ["/usr/local/bin/rancon", "health"]
+# The non-root user may write only where a volume is mounted: mount the Traefik file's
+# directory (traefik_file.path) writable when that backend is used.
 ENTRYPOINT ["/usr/local/bin/rancon"]

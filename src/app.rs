@@ -123,6 +123,52 @@ fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// `rancon health`: asks a running instance's `/health`; 0 when it answers 200, 1 otherwise,
+/// 78 when the configuration does not say where it listens.
+pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => {
+            let loaded: Loaded = match config::load(&load_options(&args.config)) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let Some(mut addr) = loaded.config.http.serve_on() else {
+                eprintln!("error: http.listen is not set: this configuration serves no /health");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}/health")
+        }
+    };
+    let client = match crate::http::client(Duration::from_secs(5), &Default::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            crate::say!("healthy ({url})");
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            crate::say!("unhealthy: {} ({url})", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            crate::say!("unreachable: {} ({url})", crate::http::describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `rancon run`: one round with --once, else rounds every `interval` until SIGINT/SIGTERM.
 pub async fn run(args: &RunArgs) -> ExitCode {
     let built = load_valid(&args.config).and_then(|l| build(&l.config).map(|p| (l, p)));
@@ -162,13 +208,10 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     }
     let mut config = loaded.config;
     let status = Arc::new(Status::new(hangup_after(&config)));
-    if config.http.enabled
-        && let Err(e) = serve::spawn(config.http.listen, status.clone()).await
+    if let Some(addr) = config.http.serve_on()
+        && let Err(e) = serve::spawn(addr, status.clone()).await
     {
-        eprintln!(
-            "error: cannot listen on {} (http.listen): {e}",
-            config.http.listen
-        );
+        eprintln!("error: cannot listen on {addr} (http.listen): {e}");
         return ExitCode::FAILURE;
     }
     let elector = leader.clone().map(|l| {

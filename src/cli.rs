@@ -34,6 +34,8 @@ pub enum Command {
     Schema,
     /// Deregister everything one owner registered in one backend (for uninstalling).
     Purge(PurgeArgs),
+    /// Ask a running rancon's `/health` (a container HEALTHCHECK): exit 0 healthy, 1 not.
+    Health(HealthArgs),
     /// Print a shell completion script, e.g. `rancon completions bash > /etc/bash_completion.d/rancon`.
     Completions {
         /// The shell.
@@ -44,6 +46,17 @@ pub enum Command {
     /// The original tool's form: `rancon rancher consul -s url=URL -b url=URL` (one round
     /// unless -c).
     Rancher(LegacyArgs),
+}
+
+/// Options of `health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Configuration sources (`http.listen` tells where to ask).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Ask this URL instead, e.g. `http://127.0.0.1:9090/health`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 /// Options of `purge`.

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Some(Command::Run(args)) => rancon::app::run(args).await,
             Some(Command::Check(args)) => rancon::app::check(args).await,
             Some(Command::Purge(args)) => rancon::purge::run(args).await,
+            Some(Command::Health(args)) => rancon::app::health(args).await,
             Some(Command::Rancher(legacy)) => match legacy.to_run_args() {
                 Ok(args) => rancon::app::run(&args).await,
                 Err(e) => {

@@ -91,7 +91,7 @@ async fn health_ready_and_metrics_follow_the_rounds() {
     std::fs::write(
         &cfg,
         format!(
-            "interval = \"300ms\"\n[http]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nhangup_after = \"2s\"\n\
+            "interval = \"300ms\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nhangup_after = \"2s\"\n\
              [sources.rancher]\ntype = \"rancher\"\nurl = {:?}\ntimeout = \"60s\"\n\
              [backends.t]\ntype = \"traefik_file\"\npath = {:?}\n",
             r.url("/v2-beta"),
@@ -229,4 +229,47 @@ async fn transient_consul_failures_are_retried_within_the_round() {
     assert!(!r.failed(), "{r:?}");
     assert_eq!(c.agent_services(0).len(), 1);
     assert_eq!(c.requests().1, 3, "two 503s, then the write that worked");
+}
+
+/// `rancon health` asks the running instance: 0 while /health is 200, 1 when nothing answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_health_command_asks_the_running_instance() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let health = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["health", "--url", &url])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(health().status.code(), Some(1), "nothing listens yet");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval = \"200ms\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[sources.s]\ntype = \"static\"\nservices = [{{ name = \"a\", host = \"10.0.0.1\", port = 80 }}]\n[backends.t]\ntype = \"traefik_file\"\npath = {:?}\n",
+            dir.path().join("out.toml").display().to_string()
+        ),
+    )
+    .unwrap();
+    let daemon = Child(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .arg("--config")
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = rancon::http::client(Duration::from_secs(5), &Default::default()).unwrap();
+    until(&client, &url, |s, _| s == 200).await;
+    assert_eq!(health().status.code(), Some(0));
+    // Without --url it finds the address in the configuration.
+    let by_config = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["health", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(by_config.status.code(), Some(0));
+    drop(daemon);
 }

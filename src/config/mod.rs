@@ -125,14 +125,18 @@ impl<S, B> Default for Config<S, B> {
 }
 
 /// The health and metrics HTTP endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Whether to serve `/health`, `/ready` and `/metrics` in continuous mode.
-    pub enabled: bool,
-    /// Address and port to listen on, e.g. `"0.0.0.0:9090"`.
-    #[schemars(with = "String")]
-    pub listen: SocketAddr,
+    /// Whether to serve `/health`, `/ready` and `/metrics` in continuous mode; default: on
+    /// when `listen` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Address and port to listen on, e.g. `"0.0.0.0:9090"` (default `127.0.0.1:9090`).
+    /// Setting it turns the endpoint on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<SocketAddr>,
     /// `/health` answers 503 when no round has completed for this long (a hung rancon);
     /// default 3 × `interval` + 1 minute.
     #[serde(
@@ -144,13 +148,15 @@ pub struct HttpConfig {
     pub hangup_after: Option<Duration>,
 }
 
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            hangup_after: None,
-        }
+impl HttpConfig {
+    /// The address to serve on, when the endpoint is on.
+    pub fn serve_on(&self) -> Option<SocketAddr> {
+        let addr = self
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090)));
+        self.enabled
+            .unwrap_or(self.listen.is_some())
+            .then_some(addr)
     }
 }
 
