@@ -769,3 +769,76 @@ impl Backend for Etcd {
         report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvs_keeps_what_decodes_and_drops_the_rest() {
+        let k = |s: &str| B64.encode(s);
+        let v = json!({"kvs": [
+            {"key": k("a"), "value": k("1"), "mod_revision": "7", "lease": "42"},
+            {"key": k("b"), "mod_revision": 8},
+            {"key": "%%% not base64", "value": k("x")},
+            {"value": k("no key")},
+            {"key": k("c"), "value": 5},
+            {"key": 3},
+            "not an object",
+        ]});
+        let got: Vec<(String, Vec<u8>, i64, String)> = kvs(&v)
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.mod_revision, kv.lease))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), b"1".to_vec(), 7, "42".into()),
+                ("b".into(), vec![], 8, "0".into()),
+            ]
+        );
+        assert!(kvs(&json!({"kvs": "nope"})).is_empty());
+        assert!(kvs(&json!(null)).is_empty());
+    }
+
+    #[test]
+    fn a_missing_transaction_response_is_an_error_not_an_empty_range() {
+        let t = Txn {
+            url: "u".into(),
+            succeeded: true,
+            responses: vec![json!({"response_range": {}}), json!({})],
+        };
+        assert!(txn_kvs(&t, 0).unwrap().is_empty());
+        assert!(txn_kvs(&t, 1).unwrap().is_empty());
+        assert!(txn_kvs(&t, 2).is_err());
+    }
+
+    #[test]
+    fn server_values_are_shown_escaped_and_cut() {
+        assert_eq!(shown("team-a.prod_1"), "team-a.prod_1");
+        assert_eq!(shown("a\nINFO x"), r#""a\nINFO x""#);
+        assert_eq!(shown("\u{1b}[31m"), r#""\u{1b}[31m""#);
+        assert_eq!(shown(""), r#""""#);
+        assert_eq!(shown(&"x".repeat(500)).len(), 66);
+    }
+
+    #[test]
+    fn only_the_txn_limit_answer_shrinks_batches() {
+        let http = |status, message: &str| BackendError::Http {
+            backend: "e".into(),
+            op: "put",
+            url: "u".into(),
+            status,
+            message: message.into(),
+        };
+        assert!(too_many_ops(&http(
+            400,
+            "etcdserver: too many operations in txn request"
+        )));
+        assert!(!too_many_ops(&http(
+            400,
+            "etcdserver: duplicate key given in txn request"
+        )));
+        assert!(!too_many_ops(&http(500, "too many operations")));
+    }
+}

@@ -482,3 +482,28 @@ async fn run(
         start = end;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_server_url_keys_rancon_writes_are_taken_for_servers() {
+        let k = Keys::new("traefik", "web");
+        let s = "traefik/http/services/web/loadbalancer/servers/";
+        assert_eq!(k.server_index(&format!("{s}12/url")), Some(12));
+        assert_eq!(k.server(12), format!("{s}12/url"));
+        for other in [
+            format!("{s}1/weight"),
+            format!("{s}x/url"),
+            format!("{s}/url"),
+            format!("{s}-1/url"),
+            format!("{s}1/url/x"),
+            format!("{s}99999999999999999999999999/url"),
+            "traefik/http/services/webx/loadbalancer/servers/1/url".into(),
+            "traefik/http/routers/web/rule".into(),
+        ] {
+            assert_eq!(k.server_index(&other), None, "{other}");
+        }
+    }
+}
