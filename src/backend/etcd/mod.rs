@@ -33,7 +33,7 @@ const B64: base64::engine::GeneralPurpose = STANDARD;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -72,12 +72,11 @@ pub struct Etcd {
 struct State {
     token: Option<String>,
     lease: Option<String>,
-    /// The last listing's own keys (records; layout `traefik`: index keys) → `mod_revision`:
-    /// a write or delete of such a key holds only while it is unchanged since.
+    /// Layouts `rancon`, `skydns`: the last listing's own records → `mod_revision`: a write or
+    /// delete of such a key holds only while it is unchanged since.
     listed: HashMap<String, i64>,
-    /// Layout `traefik`: the leases this owner's keys are on (ours, and those of the listed
-    /// index keys, an earlier process's): a Traefik key on one of them is this owner's.
-    leases: HashSet<String>,
+    /// Layout `traefik`: what the last listing learned.
+    seen: traefik::Seen,
     /// Layout `traefik`: the owner whose index keys sit on a lease, to name who holds a
     /// colliding router (learned from a keys-only read of every owner's index, when needed).
     owners: HashMap<String, String>,
@@ -717,18 +716,9 @@ impl Backend for Etcd {
         let st = self.state.lock().await;
         let (token, lease) = (st.token.clone(), st.lease.clone().unwrap_or_default());
         if self.layout == EtcdLayout::Traefik {
-            let (listed, leases) = (st.listed.clone(), st.leases.clone());
+            let seen = st.seen.clone();
             drop(st);
-            return traefik::apply(
-                self,
-                actual,
-                plan,
-                &listed,
-                &leases,
-                token.as_deref(),
-                &lease,
-            )
-            .await;
+            return traefik::apply(self, actual, plan, &seen, token.as_deref(), &lease).await;
         }
         let ops: Vec<(&Registration, bool)> = plan
             .register

@@ -18,11 +18,24 @@ use crate::error::BackendError;
 use crate::model::{Registration, RegistrationMap, bracket};
 use crate::plan::{Plan, applied, by_name};
 use base64::Engine;
+use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Private attribute holding the router rule.
 pub const RULE: &str = "rule";
+
+/// What a listing learned, for the writes that follow it.
+#[derive(Clone, Default)]
+pub struct Seen {
+    /// This owner's index keys → `mod_revision`.
+    index: HashMap<String, i64>,
+    /// The leases this owner's keys are on (ours, and those of the listed index keys, an
+    /// earlier process's): a Traefik key on one of them is this owner's.
+    leases: HashSet<String>,
+    /// New names that had no router or service key at all: their writes need no read first.
+    free: HashSet<String>,
+}
 
 /// The exact keys rancon writes for one name.
 struct Keys {
@@ -119,7 +132,8 @@ pub async fn list(
         }
     }
     let mut scanned = false;
-    for (name, lease) in taken(etcd, &fresh, &leases, token).await? {
+    let (taken, free) = taken(etcd, &fresh, &leases, token).await?;
+    for (name, lease) in taken {
         held.insert(name, holder(etcd, &lease, &mut scanned, token).await);
     }
     for (name, holder) in held {
@@ -127,24 +141,28 @@ pub async fn list(
             listing.foreign.insert(r.id.clone(), holder.clone());
         }
     }
-    let mut st = etcd.state.lock().await;
-    st.listed = listed;
-    st.leases = leases;
+    etcd.state.lock().await.seen = Seen {
+        index: listed,
+        leases,
+        free,
+    };
     Ok(listing)
 }
 
 /// Of the names not in our index, those someone else holds, with the lease of one of their
-/// keys. One keys-only, limit-1 read of each name's router and service prefix, many names to a
-/// transaction: the cost follows the new names, not all names. A name whose keys are all on
-/// our leases was half-written by this owner (a transaction of several failed) and is ours.
+/// keys; and those with no key at all. One keys-only, limit-1 read of each name's router and
+/// service prefix, many names to a transaction: the cost follows the new names, not all
+/// names. A name whose keys are all on our leases was half-written by this owner (a
+/// transaction of several failed) and is ours.
 async fn taken<'a>(
     etcd: &Etcd,
     names: &[&'a str],
     leases: &HashSet<String>,
     token: Option<&str>,
-) -> Result<Vec<(&'a str, String)>, BackendError> {
+) -> Result<(Vec<(&'a str, String)>, HashSet<String>), BackendError> {
     let root = &etcd.root;
     let mut out = Vec::new();
+    let mut free = HashSet::new();
     let mut start = 0;
     while start < names.len() {
         let per = (etcd.max_ops() / 2).max(1);
@@ -169,6 +187,7 @@ async fn taken<'a>(
             let mut found = txn_kvs(&t, 2 * i)?;
             found.extend(txn_kvs(&t, 2 * i + 1)?);
             if found.is_empty() {
+                free.insert(name.to_string());
                 continue;
             }
             if found.iter().all(|kv| ours(leases, kv)) {
@@ -180,7 +199,7 @@ async fn taken<'a>(
         }
         start += chunk.len();
     }
-    Ok(out)
+    Ok((out, free))
 }
 
 /// Every key under a name's router and service prefixes (keys only).
@@ -260,60 +279,45 @@ async fn holder(etcd: &Etcd, lease: &str, scanned: &mut bool, token: Option<&str
     }
 }
 
-/// Rewrites every name the plan touches.
+/// Rewrites every name the plan touches, several names at a time.
 pub async fn apply(
     etcd: &Etcd,
     actual: &RegistrationMap,
     plan: &Plan,
-    listed: &HashMap<String, i64>,
-    leases: &HashSet<String>,
+    seen: &Seen,
     token: Option<&str>,
     lease: &str,
 ) -> ApplyReport {
     let next = applied(actual, plan);
     let groups = by_name(&next);
-    let mut touched: BTreeSet<&str> = plan
-        .register
-        .values()
-        .chain(plan.update.values())
-        .map(|r| r.name.as_str())
-        .collect();
-    touched.extend(
-        plan.deregister
-            .iter()
-            .filter_map(|id| actual.get(id))
-            .map(|r| r.name.as_str()),
-    );
-    let mut report = ApplyReport::default();
-    for name in touched {
-        let index_key = format!("{}/{name}", etcd.base);
-        let was = listed.get(&index_key).copied();
-        let result = write_name(
-            etcd,
-            name,
-            groups.get(name).map(Vec::as_slice),
-            was,
-            leases,
-            token,
-            lease,
-        )
+    // The plan's ids by the name they touch.
+    let mut touched: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in plan.register.values().chain(plan.update.values()) {
+        touched.entry(&r.name).or_default().push(&r.id);
+    }
+    for r in plan.deregister.iter().filter_map(|id| actual.get(id)) {
+        touched.entry(&r.name).or_default().push(&r.id);
+    }
+    // By index, not by item: the closure then borrows nothing of its own (the async-trait
+    // future must be general over lifetimes).
+    let touched: Vec<(&str, Vec<&str>)> = touched.into_iter().collect();
+    let (touched, groups) = (&touched, &groups);
+    let results = futures::stream::iter(0..touched.len())
+        .map(|i| async move {
+            let name = touched[i].0;
+            let regs = groups.get(name).map(Vec::as_slice);
+            (i, write_name(etcd, name, regs, seen, token, lease).await)
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
         .await;
-        let ids = plan
-            .register
-            .values()
-            .chain(plan.update.values())
-            .filter(|r| r.name == name)
-            .map(|r| r.id.clone())
-            .chain(
-                plan.deregister
-                    .iter()
-                    .filter(|id| actual.get(*id).is_some_and(|r| r.name == name))
-                    .cloned(),
-            );
+    let mut report = ApplyReport::default();
+    for (i, result) in results {
+        let ids = &touched[i].1;
         match result {
-            Ok(()) => report.done += ids.count(),
-            Err(error) => report.failed.extend(ids.map(|id| WriteFailure {
-                id,
+            Ok(()) => report.done += ids.len(),
+            Err(error) => report.failed.extend(ids.iter().map(|id| WriteFailure {
+                id: id.to_string(),
                 error: error.clone(),
             })),
         }
@@ -327,40 +331,45 @@ pub async fn apply(
 /// Each key op carries a compare: a put holds while the key is absent or unchanged since it was
 /// read here (and only keys on this owner's leases are written over); a delete names one
 /// exact key of ours, unchanged since read. Every transaction also holds only while the index
-/// key is as listed (`was`; absent for a new name), so a name another writer took meanwhile
-/// gets no further key.
+/// key is as listed (absent for a new name), so a name another writer took meanwhile gets no
+/// further key.
 async fn write_name(
     etcd: &Etcd,
     name: &str,
     regs: Option<&[&Registration]>,
-    was: Option<i64>,
-    leases: &HashSet<String>,
+    seen: &Seen,
     token: Option<&str>,
     lease: &str,
 ) -> Result<(), BackendError> {
     let keys = Keys::new(&etcd.root, name);
     let index_key = format!("{}/{name}", etcd.base);
-    // What the exact keys of this name hold now, and on which lease.
-    let t = etcd
-        .txn(
-            "read traefik keys",
-            vec![],
-            vec![
-                range_op(&keys.rule, false, true, 0),
-                range_op(&keys.service, false, true, 0),
-                range_op(&keys.servers, true, true, 0),
-            ],
-            vec![],
-            token,
-        )
-        .await?;
+    let was = seen.index.get(&index_key).copied();
+    let leases = &seen.leases;
+    // What the exact keys of this name hold now, and on which lease; a new name the listing
+    // found without any key needs no read (its puts hold only while each key is absent).
     let mut now = BTreeMap::new();
-    for i in 0..3 {
-        for kv in txn_kvs(&t, i)? {
-            now.insert(kv.key.clone(), kv);
+    let mut url = String::new();
+    if was.is_some() || !seen.free.contains(name) {
+        let t = etcd
+            .txn(
+                "read traefik keys",
+                vec![],
+                vec![
+                    range_op(&keys.rule, false, true, 0),
+                    range_op(&keys.service, false, true, 0),
+                    range_op(&keys.servers, true, true, 0),
+                ],
+                vec![],
+                token,
+            )
+            .await?;
+        for i in 0..3 {
+            for kv in txn_kvs(&t, i)? {
+                now.insert(kv.key.clone(), kv);
+            }
         }
+        url = t.url;
     }
-    let url = t.url;
     let put = |key: &str, value: &str| match now.get(key) {
         None => Ok((absent(key), put_op(key, value, lease))),
         Some(kv) if ours(leases, kv) => {
