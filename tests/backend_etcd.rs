@@ -740,3 +740,62 @@ async fn a_fresh_process_moves_live_traefik_keys_to_its_own_lease() {
     assert_ne!(first, second);
     assert_eq!(lease(&etcd.range("rancon/", None).await.0), second);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_racing_a_traefik_round_is_not_overwritten() {
+    let etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = dir.path().join("services.toml");
+    services(&svc, &[("web", "10.0.0.1", 80, "")]);
+    let cfg = config(
+        dir.path(),
+        "",
+        &format!("endpoints = [{:?}]\nlayout = \"traefik\"", etcd.url),
+    );
+    let p = pipeline(&cfg);
+    let be = p.backends[0].as_ref();
+    let rule = "traefik/http/routers/web/rule";
+    let plan_now = || async {
+        let (eps, _) = p.sources[0].fetch().await.unwrap();
+        let (desired, _) = rancon::engine::desired(be, &eps);
+        let listing = be.list(&desired).await.unwrap();
+        assert!(listing.foreign.is_empty(), "{:?}", listing.foreign);
+        let plan = rancon::plan::plan(&desired, &listing.regs);
+        (listing.regs, plan)
+    };
+    // A new name: free when listed, taken before rancon writes.
+    let (actual, plan) = plan_now().await;
+    etcd.put(rule, "Host(`raced`)", None).await;
+    let report = be.apply(&Default::default(), &actual, &plan).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(etcd.get(rule).await.as_deref(), Some("Host(`raced`)"));
+    assert!(
+        etcd.range("traefik/http/services/web/", None)
+            .await
+            .0
+            .is_empty(),
+        "none of the name's keys written"
+    );
+    assert!(etcd.get("rancon/index/traefik/default/web").await.is_none());
+
+    // A name rancon holds: one of its keys is rewritten by hand before rancon updates it.
+    etcd.call(
+        "kv/deleterange",
+        serde_json::json!({"key": base64_of(rule)}),
+        None,
+    )
+    .await
+    .unwrap();
+    let r = p.round(RoundOptions::default()).await;
+    assert!(!r.failed(), "{r:?}");
+    services(&svc, &[("web", "10.0.0.2", 80, "")]);
+    let (actual, plan) = plan_now().await;
+    let server = "traefik/http/services/web/loadbalancer/servers/0/url";
+    etcd.put(server, "http://10.6.6.6:80", None).await;
+    let report = be.apply(&Default::default(), &actual, &plan).await;
+    assert!(!report.failed.is_empty(), "{report:?}");
+    assert_eq!(
+        etcd.get(server).await.as_deref(),
+        Some("http://10.6.6.6:80")
+    );
+}
