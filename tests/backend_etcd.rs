@@ -1,6 +1,9 @@
 //! The etcd backend against a real etcd (tests/support/etcd.rs starts Debian's etcd-server on
 //! free loopback ports): register, update, cleanup, foreign keys, steady state, leases, auth,
-//! and both layouts read back through the gateway.
+//! and every layout read back through the gateway. Ownership (issue 11): a key rancon does not
+//! own at a place it would write is skipped as a conflict and never written over or deleted, a
+//! writer racing a round loses nothing (transaction compares), two owners settle; and a Traefik
+//! name larger than etcd's transaction limit (`--max-txn-ops`) is written in several.
 
 #[allow(dead_code)]
 mod support;
