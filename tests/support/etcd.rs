@@ -25,6 +25,11 @@ impl EtcdServer {
     /// Starts etcd; a start that dies (a port taken between choosing and binding it, when
     /// tests run in parallel) is retried on new ports.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// `start` with more etcd flags (e.g. `--max-txn-ops`).
+    pub async fn start_with(extra: &[&str]) -> Self {
         let http = rancon::http::client(Duration::from_secs(5), &Default::default()).unwrap();
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().unwrap();
@@ -51,6 +56,7 @@ impl EtcdServer {
                     "--log-level",
                     "warn",
                 ])
+                .args(extra)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
@@ -144,6 +150,21 @@ impl EtcdServer {
             })
             .collect();
         (kvs, rev)
+    }
+
+    /// The value of one key as text, `None` when absent.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let v = self
+            .call("kv/range", json!({"key": B64.encode(key)}), None)
+            .await
+            .unwrap();
+        let value = v["kvs"].get(0)?["value"].as_str().unwrap_or("").to_string();
+        Some(String::from_utf8(B64.decode(value).unwrap()).unwrap())
+    }
+
+    /// The store's revision: it moves with every write, and only then.
+    pub async fn revision(&self) -> i64 {
+        self.range("/", None).await.1
     }
 
     pub async fn put(&self, key: &str, value: &str, token: Option<&str>) {

@@ -6,6 +6,12 @@
 //! `skydns` records carry `"rancon": {"owner": …}` beside CoreDNS's fields; layout `traefik`
 //! writes only the names listed in its index `rancon/index/<root>/<owner>/<name>`. Only such
 //! keys are ever rewritten or deleted.
+//!
+//! A key at a place rancon wants to write that is not its own (hand-written, garbage, another
+//! owner's) is reported in `Listing::foreign` and never written. Every write is a transaction
+//! whose compares hold only while the key is absent or still what the listing saw (its
+//! `mod_revision`), so a writer racing the round makes that write fail instead of losing its
+//! key; every delete names one exact key rancon listed as its own, under the same compare.
 
 mod config;
 mod traefik;
@@ -27,9 +33,18 @@ const B64: base64::engine::GeneralPurpose = STANDARD;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
+
+/// The most operations etcd accepts in one transaction by default: it refuses a transaction
+/// whose compare, success or failure list is longer than `--max-txn-ops` (`DefaultMaxTxnOps =
+/// uint(128)` in etcd's `embed/config.go`, v3.4; `server/embed/config.go` today), checked in
+/// `checkTxnRequest` (`etcdserver/api/v3rpc/key.go`), which answers "etcdserver: too many
+/// operations in txn request" (HTTP 400 through the gateway). A server started with a lower
+/// limit is met by halving the batch on that answer (`Etcd::max_ops`).
+pub(crate) const MAX_TXN_OPS: usize = 128;
 
 /// An etcd backend.
 pub struct Etcd {
@@ -47,6 +62,9 @@ pub struct Etcd {
     username: Option<String>,
     password: SecretSource,
     max_body: u64,
+    /// Operations per transaction: `MAX_TXN_OPS`, halved each time the server refuses a batch
+    /// as too large.
+    max_ops: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -54,6 +72,136 @@ pub struct Etcd {
 struct State {
     token: Option<String>,
     lease: Option<String>,
+    /// Layouts `rancon`, `skydns`: the last listing's own records → `mod_revision`: a write or
+    /// delete of such a key holds only while it is unchanged since.
+    listed: HashMap<String, i64>,
+    /// Layout `traefik`: what the last listing learned.
+    seen: traefik::Seen,
+    /// Layout `traefik`: the owner whose index keys sit on a lease, to name who holds a
+    /// colliding router (learned from a keys-only read of every owner's index, when needed).
+    owners: HashMap<String, String>,
+}
+
+/// One key as the gateway lists it. Keys and values come from the server: nothing in them
+/// is trusted before it is checked.
+pub(crate) struct Kv {
+    key: String,
+    value: Vec<u8>,
+    mod_revision: i64,
+    /// `"0"`: no lease.
+    lease: String,
+}
+
+/// An integer the gateway sends as a string (int64 in JSON) or, from others, a number.
+fn int(v: Option<&Value>) -> Option<i64> {
+    v.and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or(t.as_i64()))
+}
+
+/// A lease id as text, `"0"` when absent.
+fn lease_of(v: Option<&Value>) -> String {
+    v.and_then(|l| {
+        l.as_str()
+            .map(str::to_string)
+            .or(l.as_i64().map(|n| n.to_string()))
+    })
+    .unwrap_or_else(|| "0".into())
+}
+
+/// The keys of a range answer (`kv/range`, or a transaction's `response_range`); entries that
+/// do not decode are left out.
+fn kvs(v: &Value) -> Vec<Kv> {
+    v.get("kvs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| {
+            let key = B64.decode(kv.get("key")?.as_str()?).ok()?;
+            let value = match kv.get("value") {
+                None => vec![],
+                Some(s) => B64.decode(s.as_str()?).ok()?,
+            };
+            Some(Kv {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                value,
+                mod_revision: int(kv.get("mod_revision")).unwrap_or(0),
+                lease: lease_of(kv.get("lease")),
+            })
+        })
+        .collect()
+}
+
+/// A compare that holds while `key` does not exist.
+fn absent(key: &str) -> Value {
+    json!({"key": B64.encode(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+}
+
+/// A compare that holds while `key` is as it was at revision `rev` (absent keys fail it).
+fn unchanged(key: &str, rev: i64) -> Value {
+    json!({"key": B64.encode(key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()})
+}
+
+/// `absent`, or `unchanged` since the revision listed.
+fn expect(key: &str, listed: Option<i64>) -> Value {
+    listed.map_or_else(|| absent(key), |rev| unchanged(key, rev))
+}
+
+fn put_op(key: &str, value: &str, lease: &str) -> Value {
+    json!({"request_put": {"key": B64.encode(key), "value": B64.encode(value), "lease": lease}})
+}
+
+/// Deletes one exact key (never a range).
+fn delete_op(key: &str) -> Value {
+    json!({"request_delete_range": {"key": B64.encode(key)}})
+}
+
+/// Reads one key, or every key under `prefix` when `range` (keys only: leases and revisions).
+fn range_op(key: &str, range: bool, keys_only: bool, limit: i64) -> Value {
+    let mut r = json!({"key": B64.encode(key), "keys_only": keys_only, "limit": limit});
+    if range {
+        r["range_end"] = Value::String(B64.encode(range_end(key)));
+    }
+    json!({ "request_range": r })
+}
+
+/// The keys of the `i`th response of a transaction, which must be a range.
+fn txn_kvs(t: &Txn, i: usize) -> Result<Vec<Kv>, BackendError> {
+    match t.responses.get(i) {
+        Some(r) => Ok(r.get("response_range").map(kvs).unwrap_or_default()),
+        None => Err(BackendError::Decode {
+            what: format!("transaction answer from {}", t.url),
+            message: format!(
+                "{} responses where at least {} were asked for",
+                t.responses.len(),
+                i + 1
+            ),
+        }),
+    }
+}
+
+/// A value from a server shown in a message: plain when short and tame, else quoted, escaped
+/// and cut.
+fn shown(s: &str) -> String {
+    let tame = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if !s.is_empty() && s.len() <= 64 && s.chars().all(tame) {
+        s.to_string()
+    } else {
+        format!("{:?}", s.chars().take(64).collect::<String>())
+    }
+}
+
+/// Whether an error is etcd refusing a transaction as longer than `--max-txn-ops`.
+fn too_many_ops(e: &BackendError) -> bool {
+    matches!(e, BackendError::Http { status: 400, message, .. } if message.contains("too many operations"))
+}
+
+/// The answer to a transaction.
+pub(crate) struct Txn {
+    /// The endpoint that answered.
+    url: String,
+    /// False when a compare failed: the success branch did not run, nothing of it was written.
+    succeeded: bool,
+    /// The responses of the branch that ran.
+    responses: Vec<Value>,
 }
 
 /// What rancon stores (layout `rancon`), or keeps under `"rancon"` (layout `skydns`).
@@ -111,6 +259,7 @@ impl Etcd {
             username: cfg.username.clone(),
             password: SecretSource::new(cfg.password.clone(), cfg.password_file.clone()),
             max_body: global.max_response_size,
+            max_ops: AtomicUsize::new(MAX_TXN_OPS),
             state: Mutex::new(State::default()),
         })
     }
@@ -132,6 +281,17 @@ impl Etcd {
         body: &Value,
         token: Option<&str>,
     ) -> Result<Value, BackendError> {
+        self.call_at(op, path, body, token).await.map(|(_, v)| v)
+    }
+
+    /// `call`, also returning the URL that answered.
+    async fn call_at(
+        &self,
+        op: &'static str,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<(String, Value), BackendError> {
         let mut last = None;
         for ep in &self.endpoints {
             let url = format!("{ep}/v3/{path}");
@@ -183,7 +343,7 @@ impl Etcd {
                     }
                 });
             }
-            return Ok(v);
+            return Ok((url, v));
         }
         Err(last.unwrap_or_else(|| self.err(op, "", "no endpoint configured".into())))
     }
@@ -258,7 +418,13 @@ impl Etcd {
             EtcdLayout::Rancon | EtcdLayout::Traefik => serde_json::from_value(v).ok()?,
             EtcdLayout::Skydns => serde_json::from_value(v.get("rancon")?.clone()).ok()?,
         };
-        if stored.owner != self.owner {
+        // Ours: this owner's marker, and written where rancon writes that registration (a
+        // record naming us at another key is someone else's doing).
+        let at = match self.layout {
+            EtcdLayout::Traefik => format!("{}/{}", self.base, stored.name),
+            _ => format!("{}/{}/{}", self.base, stored.name, stored.id),
+        };
+        if stored.owner != self.owner || key != at {
             return None;
         }
         let (mut meta, mut attrs) = (stored.meta, stored.attrs);
@@ -315,29 +481,126 @@ impl Etcd {
         .unwrap_or_default()
     }
 
-    async fn write(
+    /// One transaction. A failed compare is not an error here: `succeeded` says it.
+    async fn txn(
+        &self,
+        op: &'static str,
+        compare: Vec<Value>,
+        success: Vec<Value>,
+        failure: Vec<Value>,
+        token: Option<&str>,
+    ) -> Result<Txn, BackendError> {
+        let body = json!({"compare": compare, "success": success, "failure": failure});
+        let (url, v) = self.call_at(op, "kv/txn", &body, token).await?;
+        Ok(Txn {
+            url,
+            // The gateway leaves out a false `succeeded`.
+            succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
+            responses: v
+                .get("responses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A write refused because what etcd holds is not what rancon may write over: the server
+    /// answered (HTTP 200), but the transaction's compare failed, or rancon did not send it.
+    fn refused(&self, op: &'static str, url: &str, message: String) -> BackendError {
+        BackendError::Http {
+            backend: self.name.clone(),
+            op,
+            url: url.to_string(),
+            status: 200,
+            message: format!("not written: {message}"),
+        }
+    }
+
+    /// Operations per transaction (see `MAX_TXN_OPS`).
+    fn max_ops(&self) -> usize {
+        self.max_ops.load(Ordering::Relaxed).max(2)
+    }
+
+    /// After etcd refused a batch as too large: halves it, or says it cannot (false).
+    fn shrink_ops(&self, tried: usize) -> bool {
+        if tried <= 2 {
+            return false;
+        }
+        let half = (tried / 2).max(2);
+        self.max_ops.fetch_min(half, Ordering::Relaxed);
+        tracing::warn!(backend = %self.name, ops = half, "etcd refused a transaction as too large (--max-txn-ops); using {half} operations per transaction");
+        true
+    }
+
+    /// Who holds a record (layouts `rancon`, `skydns`) that is not this owner's at `key`.
+    fn holder(&self, key: &str, value: &[u8]) -> String {
+        let v: Option<Value> = serde_json::from_slice(value).ok();
+        let owner = v.as_ref().and_then(|v| match self.layout {
+            EtcdLayout::Skydns => v.pointer("/rancon/owner"),
+            _ => v.get("owner"),
+        });
+        match owner.and_then(Value::as_str) {
+            Some(o) if o != self.owner => format!("owner {}", shown(o)),
+            Some(_) if self.decode(key, value).is_some() => {
+                format!("owner {} (this owner)", shown(&self.owner))
+            }
+            Some(_) => "nobody (a record naming this owner for another key)".into(),
+            None => "nobody (unowned)".into(),
+        }
+    }
+
+    /// Puts or deletes one record (layouts `rancon`, `skydns`) in a transaction that holds
+    /// only while its key is absent (a put of a key not listed) or unchanged since the
+    /// listing (`listed`, its `mod_revision` then).
+    async fn write_record(
         &self,
         reg: &Registration,
         delete: bool,
+        listed: Option<i64>,
         token: Option<&str>,
         lease: &str,
     ) -> Result<(), BackendError> {
-        let key = B64.encode(reg.private.location.as_deref().unwrap_or(""));
-        if delete {
-            self.call("delete", "kv/deleterange", &json!({"key": key}), token)
-                .await
-                .map(drop)
+        let key = reg.private.location.as_deref().unwrap_or("");
+        let (op, success) = if delete {
+            if listed.is_none() {
+                // Only keys the listing found as ours are deleted; `actual` came from it.
+                return Err(self.refused(
+                    "delete",
+                    key,
+                    format!("{key} was not listed as this owner's"),
+                ));
+            }
+            ("delete", delete_op(key))
         } else {
-            let value = B64.encode(self.encode(reg));
-            self.call(
-                "put",
-                "kv/put",
-                &json!({"key": key, "value": value, "lease": lease}),
+            ("put", put_op(key, &self.encode(reg), lease))
+        };
+        let t = self
+            .txn(
+                op,
+                vec![expect(key, listed)],
+                vec![success],
+                // When the compare fails: who holds the key now, for the message.
+                vec![range_op(key, false, false, 1)],
                 token,
             )
-            .await
-            .map(drop)
+            .await?;
+        if t.succeeded {
+            return Ok(());
         }
+        let now = txn_kvs(&t, 0).ok().and_then(|k| k.into_iter().next());
+        let why = match (listed, now) {
+            (Some(_), None) => format!("{key} was deleted since it was listed"),
+            (None, Some(kv)) => format!(
+                "{key} was created since the listing; it is held by {}",
+                self.holder(key, &kv.value)
+            ),
+            (Some(_), Some(kv)) => format!(
+                "{key} was changed since it was listed; it is held by {}",
+                self.holder(key, &kv.value)
+            ),
+            (None, None) => format!("{key} changed during the write"),
+        };
+        Err(self.refused(op, &t.url, why))
     }
 }
 
@@ -395,7 +658,7 @@ impl Backend for Etcd {
         })
     }
 
-    async fn list(&self, _desired: &RegistrationMap) -> Result<Listing, BackendError> {
+    async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
         let (token, lease) = self.session().await?;
         let prefix = format!("{}/", self.base);
         let v = self
@@ -406,26 +669,38 @@ impl Backend for Etcd {
                 token.as_deref(),
             )
             .await?;
+        let kvs = kvs(&v);
+        if self.layout == EtcdLayout::Traefik {
+            return traefik::list(self, kvs, desired, token.as_deref(), &lease).await;
+        }
+        // The desired registrations by the key each would be written at.
+        let wanted: HashMap<&str, &str> = desired
+            .values()
+            .filter_map(|r| Some((r.private.location.as_deref()?, r.id.as_str())))
+            .collect();
         let mut listing = Listing::default();
-        for kv in v.get("kvs").and_then(Value::as_array).into_iter().flatten() {
-            let field = |f: &str| kv.get(f).and_then(Value::as_str).unwrap_or("");
-            let (Ok(key), Ok(value)) = (B64.decode(field("key")), B64.decode(field("value")))
-            else {
-                continue;
-            };
-            let key = String::from_utf8_lossy(&key).to_string();
-            let regs = match self.layout {
-                EtcdLayout::Traefik => traefik::decode_index(self, &key, &value),
-                _ => self.decode(&key, &value).into_iter().collect(),
-            };
-            for mut reg in regs {
-                // A key on another lease (an earlier process's) would expire: rewrite it on ours.
-                if field("lease") != lease {
-                    reg.private.stale = true;
+        let mut listed = HashMap::new();
+        for kv in kvs {
+            match self.decode(&kv.key, &kv.value) {
+                Some(mut reg) => {
+                    // A key on another lease (an earlier process's) would expire: rewrite it
+                    // on ours.
+                    if kv.lease != lease {
+                        reg.private.stale = true;
+                    }
+                    listed.insert(kv.key, kv.mod_revision);
+                    listing.regs.insert(reg.id.clone(), reg);
                 }
-                listing.regs.insert(reg.id.clone(), reg);
+                // Not ours, where we would write: its holder keeps it.
+                None => {
+                    if let Some(id) = wanted.get(kv.key.as_str()) {
+                        let holder = self.holder(&kv.key, &kv.value);
+                        listing.foreign.insert(id.to_string(), holder);
+                    }
+                }
             }
         }
+        self.state.lock().await.listed = listed;
         Ok(listing)
     }
 
@@ -439,12 +714,12 @@ impl Backend for Etcd {
         if plan.is_empty() {
             return report;
         }
-        let (token, lease) = {
-            let st = self.state.lock().await;
-            (st.token.clone(), st.lease.clone().unwrap_or_default())
-        };
+        let st = self.state.lock().await;
+        let (token, lease) = (st.token.clone(), st.lease.clone().unwrap_or_default());
         if self.layout == EtcdLayout::Traefik {
-            return traefik::apply(self, actual, plan, token.as_deref(), &lease).await;
+            let seen = st.seen.clone();
+            drop(st);
+            return traefik::apply(self, actual, plan, &seen, token.as_deref(), &lease).await;
         }
         let ops: Vec<(&Registration, bool)> = plan
             .register
@@ -458,11 +733,19 @@ impl Backend for Etcd {
                     .map(|r| (r, true)),
             )
             .collect();
+        let listed = &st.listed;
         let (ops, token, lease) = (&ops, token.as_deref(), lease.as_str());
         let results = futures::stream::iter(0..ops.len())
             .map(|i| async move {
                 let (reg, delete) = ops[i];
-                (reg.id.clone(), self.write(reg, delete, token, lease).await)
+                let was = reg
+                    .private
+                    .location
+                    .as_deref()
+                    .and_then(|k| listed.get(k))
+                    .copied();
+                let r = self.write_record(reg, delete, was, token, lease).await;
+                (reg.id.clone(), r)
             })
             .buffer_unordered(16)
             .collect::<Vec<_>>()
@@ -475,5 +758,78 @@ impl Backend for Etcd {
         }
         report.failed.sort_by(|a, b| a.id.cmp(&b.id));
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvs_keeps_what_decodes_and_drops_the_rest() {
+        let k = |s: &str| B64.encode(s);
+        let v = json!({"kvs": [
+            {"key": k("a"), "value": k("1"), "mod_revision": "7", "lease": "42"},
+            {"key": k("b"), "mod_revision": 8},
+            {"key": "%%% not base64", "value": k("x")},
+            {"value": k("no key")},
+            {"key": k("c"), "value": 5},
+            {"key": 3},
+            "not an object",
+        ]});
+        let got: Vec<(String, Vec<u8>, i64, String)> = kvs(&v)
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.mod_revision, kv.lease))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), b"1".to_vec(), 7, "42".into()),
+                ("b".into(), vec![], 8, "0".into()),
+            ]
+        );
+        assert!(kvs(&json!({"kvs": "nope"})).is_empty());
+        assert!(kvs(&json!(null)).is_empty());
+    }
+
+    #[test]
+    fn a_missing_transaction_response_is_an_error_not_an_empty_range() {
+        let t = Txn {
+            url: "u".into(),
+            succeeded: true,
+            responses: vec![json!({"response_range": {}}), json!({})],
+        };
+        assert!(txn_kvs(&t, 0).unwrap().is_empty());
+        assert!(txn_kvs(&t, 1).unwrap().is_empty());
+        assert!(txn_kvs(&t, 2).is_err());
+    }
+
+    #[test]
+    fn server_values_are_shown_escaped_and_cut() {
+        assert_eq!(shown("team-a.prod_1"), "team-a.prod_1");
+        assert_eq!(shown("a\nINFO x"), r#""a\nINFO x""#);
+        assert_eq!(shown("\u{1b}[31m"), r#""\u{1b}[31m""#);
+        assert_eq!(shown(""), r#""""#);
+        assert_eq!(shown(&"x".repeat(500)).len(), 66);
+    }
+
+    #[test]
+    fn only_the_txn_limit_answer_shrinks_batches() {
+        let http = |status, message: &str| BackendError::Http {
+            backend: "e".into(),
+            op: "put",
+            url: "u".into(),
+            status,
+            message: message.into(),
+        };
+        assert!(too_many_ops(&http(
+            400,
+            "etcdserver: too many operations in txn request"
+        )));
+        assert!(!too_many_ops(&http(
+            400,
+            "etcdserver: duplicate key given in txn request"
+        )));
+        assert!(!too_many_ops(&http(500, "too many operations")));
     }
 }
