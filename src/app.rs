@@ -83,7 +83,7 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
         }
         for b in &pipeline.backends {
             let desired = crate::engine::desired(b.as_ref(), &endpoints).0;
-            match b.list(&desired).await {
+            match b.probe(&desired).await {
                 Ok(l) if !l.partial.is_empty() => {
                     ok = false;
                     crate::say!(

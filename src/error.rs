@@ -119,6 +119,19 @@ pub enum BackendError {
         /// The encoder's message.
         message: String,
     },
+    /// A guarded write the registry refused because the key is no longer what the listing
+    /// saw (someone else wrote it since): not written, retried next round.
+    #[error("{backend}: {op} {key}: not written: {message}")]
+    Refused {
+        /// The backend component.
+        backend: String,
+        /// What was being done.
+        op: &'static str,
+        /// The key or URL.
+        key: String,
+        /// Who holds it now, as far as known.
+        message: String,
+    },
     /// A write not tried because listing its server failed this round.
     #[error("not attempted: listing this agent failed ({cause})")]
     NotAttempted {

@@ -802,3 +802,39 @@ async fn a_writer_racing_a_traefik_round_is_not_overwritten() {
         Some("http://10.6.6.6:80")
     );
 }
+
+/// `check --connect` only reads: it grants no lease and writes no key.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_connect_reads_without_granting_a_lease() {
+    let etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    services(
+        &dir.path().join("services.toml"),
+        &[("web", "10.0.0.1", 80, "")],
+    );
+    let cfg = config(dir.path(), "", &format!("endpoints = [{:?}]", etcd.url));
+    let revision = etcd.revision().await;
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["check", "--connect", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("✓ backend etcd"));
+    let leases = etcd
+        .call("lease/leases", serde_json::json!({}), None)
+        .await
+        .unwrap();
+    assert!(
+        leases
+            .get("leases")
+            .is_none_or(|l| l.as_array().is_some_and(Vec::is_empty)),
+        "a lease was granted: {leases}"
+    );
+    assert_eq!(etcd.revision().await, revision, "check wrote");
+}

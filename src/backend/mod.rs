@@ -58,6 +58,10 @@ pub trait Backend: Send + Sync {
     /// The registrations this owner holds there, and nothing else. `desired` tells a backend
     /// with several servers (Consul agents per host) where to look.
     async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError>;
+    /// `list` for `check --connect`: reads only, changes nothing (no lease, no session).
+    async fn probe(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
+        self.list(desired).await
+    }
     /// Performs the plan's writes, and per-round refreshes (TTL checks) of `unchanged`, the
     /// desired registrations that need no write; `actual` is what `list` returned this round.
     /// Called every round that is not a dry run.

@@ -350,6 +350,13 @@ impl Etcd {
 
     /// Authenticates (when a user is configured) and makes sure our lease is alive.
     async fn session(&self) -> Result<(Option<String>, String), BackendError> {
+        let token = self.authenticate().await?;
+        let mut st = self.state.lock().await;
+        self.lease(&mut st, token).await
+    }
+
+    /// Authenticates when a user is configured; the token, if any.
+    async fn authenticate(&self) -> Result<Option<String>, BackendError> {
         // Read before taking the lock: no file I/O while holding it.
         self.password.refresh(&self.name).await;
         let mut st = self.state.lock().await;
@@ -366,7 +373,15 @@ impl Etcd {
                 .await?;
             st.token = v.get("token").and_then(Value::as_str).map(str::to_string);
         }
-        let token = st.token.clone();
+        Ok(st.token.clone())
+    }
+
+    /// Keeps our lease alive, or grants one.
+    async fn lease(
+        &self,
+        st: &mut State,
+        token: Option<String>,
+    ) -> Result<(Option<String>, String), BackendError> {
         if let Some(lease) = st.lease.clone() {
             let v = self
                 .call(
@@ -507,12 +522,11 @@ impl Etcd {
     /// A write refused because what etcd holds is not what rancon may write over: the server
     /// answered (HTTP 200), but the transaction's compare failed, or rancon did not send it.
     fn refused(&self, op: &'static str, url: &str, message: String) -> BackendError {
-        BackendError::Http {
+        BackendError::Refused {
             backend: self.name.clone(),
             op,
-            url: url.to_string(),
-            status: 200,
-            message: format!("not written: {message}"),
+            key: url.to_string(),
+            message,
         }
     }
 
@@ -660,48 +674,13 @@ impl Backend for Etcd {
 
     async fn list(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
         let (token, lease) = self.session().await?;
-        let prefix = format!("{}/", self.base);
-        let v = self
-            .call(
-                "list keys",
-                "kv/range",
-                &json!({"key": B64.encode(&prefix), "range_end": B64.encode(range_end(&prefix))}),
-                token.as_deref(),
-            )
-            .await?;
-        let kvs = kvs(&v);
-        if self.layout == EtcdLayout::Traefik {
-            return traefik::list(self, kvs, desired, token.as_deref(), &lease).await;
-        }
-        // The desired registrations by the key each would be written at.
-        let wanted: HashMap<&str, &str> = desired
-            .values()
-            .filter_map(|r| Some((r.private.location.as_deref()?, r.id.as_str())))
-            .collect();
-        let mut listing = Listing::default();
-        let mut listed = HashMap::new();
-        for kv in kvs {
-            match self.decode(&kv.key, &kv.value) {
-                Some(mut reg) => {
-                    // A key on another lease (an earlier process's) would expire: rewrite it
-                    // on ours.
-                    if kv.lease != lease {
-                        reg.private.stale = true;
-                    }
-                    listed.insert(kv.key, kv.mod_revision);
-                    listing.regs.insert(reg.id.clone(), reg);
-                }
-                // Not ours, where we would write: its holder keeps it.
-                None => {
-                    if let Some(id) = wanted.get(kv.key.as_str()) {
-                        let holder = self.holder(&kv.key, &kv.value);
-                        listing.foreign.insert(id.to_string(), holder);
-                    }
-                }
-            }
-        }
-        self.state.lock().await.listed = listed;
-        Ok(listing)
+        self.list_with(desired, token, &lease).await
+    }
+
+    /// `list` without granting or renewing a lease: `check --connect` only reads.
+    async fn probe(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
+        let token = self.authenticate().await?;
+        self.list_with(desired, token, "").await
     }
 
     async fn apply(
@@ -758,6 +737,59 @@ impl Backend for Etcd {
         }
         report.failed.sort_by(|a, b| a.id.cmp(&b.id));
         report
+    }
+}
+
+impl Etcd {
+    /// What this owner holds, with `lease` as ours (empty: none, a read-only look).
+    async fn list_with(
+        &self,
+        desired: &RegistrationMap,
+        token: Option<String>,
+        lease: &str,
+    ) -> Result<Listing, BackendError> {
+        let prefix = format!("{}/", self.base);
+        let v = self
+            .call(
+                "list keys",
+                "kv/range",
+                &json!({"key": B64.encode(&prefix), "range_end": B64.encode(range_end(&prefix))}),
+                token.as_deref(),
+            )
+            .await?;
+        let kvs = kvs(&v);
+        if self.layout == EtcdLayout::Traefik {
+            return traefik::list(self, kvs, desired, token.as_deref(), lease).await;
+        }
+        // The desired registrations by the key each would be written at.
+        let wanted: HashMap<&str, &str> = desired
+            .values()
+            .filter_map(|r| Some((r.private.location.as_deref()?, r.id.as_str())))
+            .collect();
+        let mut listing = Listing::default();
+        let mut listed = HashMap::new();
+        for kv in kvs {
+            match self.decode(&kv.key, &kv.value) {
+                Some(mut reg) => {
+                    // A key on another lease (an earlier process's) would expire: rewrite it
+                    // on ours.
+                    if kv.lease != lease {
+                        reg.private.stale = true;
+                    }
+                    listed.insert(kv.key, kv.mod_revision);
+                    listing.regs.insert(reg.id.clone(), reg);
+                }
+                // Not ours, where we would write: its holder keeps it.
+                None => {
+                    if let Some(id) = wanted.get(kv.key.as_str()) {
+                        let holder = self.holder(&kv.key, &kv.value);
+                        listing.foreign.insert(id.to_string(), holder);
+                    }
+                }
+            }
+        }
+        self.state.lock().await.listed = listed;
+        Ok(listing)
     }
 }
 
