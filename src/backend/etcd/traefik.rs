@@ -9,10 +9,11 @@
 //! TLS options) is never touched, and a key rancon would write that is not on one of this
 //! owner's leases is not written over.
 
-use super::{
-    B64, Etcd, Kv, Stored, absent, delete_op, expect, kvs, put_op, range_op, shown, too_many_ops,
+use super::wire::{
+    B64, Kv, absent, delete_op, expect, kvs, put_op, range_end, range_op, shown, too_many_ops,
     txn_kvs, unchanged,
 };
+use super::{Etcd, Stored};
 use crate::backend::{ApplyReport, Listing, WriteFailure};
 use crate::error::BackendError;
 use crate::model::{Registration, RegistrationMap, bracket};
@@ -244,7 +245,7 @@ async fn holder(etcd: &Etcd, lease: &str, scanned: &mut bool, token: Option<&str
             "kv/range",
             &serde_json::json!({
                 "key": B64.encode(&prefix),
-                "range_end": B64.encode(super::range_end(&prefix)),
+                "range_end": B64.encode(range_end(&prefix)),
                 "keys_only": true,
             }),
             token,
