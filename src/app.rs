@@ -18,6 +18,7 @@ fn load_options(args: &ConfigArgs) -> LoadOptions {
     LoadOptions {
         file: args.config.clone(),
         sets: args.sets.clone(),
+        legacy: args.legacy,
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
     name = "rancon",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "Exit codes: 0 ok, 1 a round had failures, 2 usage error, 78 invalid configuration."
+    after_help = "The original tool's form works too: rancon [-c] [-w N] [-d N] [-v] [-s K=V]... [-b K=V]... rancher consul\n\nExit codes: 0 ok, 1 a round had failures, 2 usage error, 78 invalid configuration."
 )]
 pub struct Cli {
     /// What to do (default: run).
@@ -43,9 +43,6 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `rancon man > rancon.1`.
     Man,
-    /// The original tool's form: `rancon rancher consul -s url=URL -b url=URL` (one round
-    /// unless -c).
-    Rancher(LegacyArgs),
 }
 
 /// Options of `health`.
@@ -76,88 +73,6 @@ pub struct PurgeArgs {
     pub yes: bool,
 }
 
-/// The original tool's command line, kept for its users' scripts.
-#[derive(Debug, Clone, Args)]
-pub struct LegacyArgs {
-    /// The backend type (the original tool's only one: consul).
-    #[arg(value_parser = ["consul"])]
-    pub backend: String,
-    /// Source option KEY=VALUE: url, accesskey, secretkey, default_name_scheme (or any
-    /// rancher source key).
-    #[arg(short = 's', long = "source-option", value_name = "KEY=VALUE")]
-    pub source: Vec<String>,
-    /// Backend option KEY=VALUE: url, id_schema, cleanup_id (or any consul backend key).
-    #[arg(short = 'b', long = "backend-option", value_name = "KEY=VALUE")]
-    pub backend_opts: Vec<String>,
-    /// Keep running, a round every --wait seconds.
-    #[arg(short = 'c', long)]
-    pub continuous: bool,
-    /// Seconds between rounds with --continuous.
-    #[arg(short = 'w', long, default_value_t = 5, value_name = "SECONDS")]
-    pub wait: u64,
-    /// One round and exit (the default of this form; accepted for symmetry).
-    #[arg(long, conflicts_with = "continuous")]
-    pub once: bool,
-    /// Compute and print the plan; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Deregister even when the max_deregister_fraction guard would stop it.
-    #[arg(long)]
-    pub force: bool,
-    /// Optional TOML file underneath the options given here.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-}
-
-impl LegacyArgs {
-    /// The `run` arguments this form stands for: its options become `--set` overrides of one
-    /// source `rancher` and one backend `consul`.
-    pub fn to_run_args(&self) -> Result<RunArgs, String> {
-        let quote = |v: &str| toml::Value::String(v.to_string()).to_string();
-        let mut sets = vec![
-            "sources.rancher.type=rancher".to_string(),
-            "backends.consul.type=consul".to_string(),
-            format!("interval={}s", self.wait.max(1)),
-        ];
-        for (opts, prefix) in [
-            (&self.source, "sources.rancher"),
-            (&self.backend_opts, "backends.consul"),
-        ] {
-            for opt in opts {
-                let (k, v) = opt
-                    .split_once('=')
-                    .filter(|(k, _)| !k.trim().is_empty())
-                    .ok_or_else(|| {
-                        // The argument may be a secret typed with the wrong separator: never echo it.
-                        "an -s/-b option is not KEY=VALUE (e.g. url=http://…); its text is not shown, it may hold a secret".to_string()
-                    })?;
-                // The original tool's names; any other key is rancon's own, given as is.
-                sets.push(match (prefix, k.trim()) {
-                    ("sources.rancher", "accesskey") => format!("{prefix}.access_key={}", quote(v)),
-                    ("sources.rancher", "secretkey") => format!("{prefix}.secret_key={}", quote(v)),
-                    ("sources.rancher", "default_name_scheme") => {
-                        format!("{prefix}.name={}", quote(v))
-                    }
-                    ("backends.consul", "id_schema") => format!("{prefix}.id={}", quote(v)),
-                    ("backends.consul", "cleanup_id") => format!("owner={}", quote(v)),
-                    (_, "url") => format!("{prefix}.url={}", quote(v)),
-                    (_, key) => format!("{prefix}.{key}={v}"),
-                });
-            }
-        }
-        Ok(RunArgs {
-            config: ConfigArgs {
-                config: self.config.clone(),
-                sets,
-            },
-            once: !self.continuous,
-            dry_run: self.dry_run,
-            force: self.force,
-            output: Output::Text,
-        })
-    }
-}
-
 /// Where the configuration comes from.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ConfigArgs {
@@ -167,6 +82,10 @@ pub struct ConfigArgs {
     /// Override one key, e.g. `--set interval=10s` (repeatable; wins over file and env).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Set by the original command line, whose own variables (`RANCON_WAIT`, …) are then
+    /// expected in the environment.
+    #[arg(skip)]
+    pub legacy: bool,
 }
 
 /// Options of `run`.

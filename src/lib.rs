@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod labels;
 pub mod leader;
+pub mod legacy;
 pub mod metrics;
 pub mod model;
 pub mod output;

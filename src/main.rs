@@ -44,29 +44,32 @@ fn init_logging(log: &LogArgs) {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let env = |k: &str| std::env::var(k).ok();
+    if rancon::legacy::detect(&args, &env) {
+        let legacy = rancon::legacy::LegacyCli::parse_from(
+            std::iter::once(std::ffi::OsString::from("rancon")).chain(args),
+        );
+        return match legacy.to_run(&env) {
+            Ok((run, log)) => {
+                init_logging(&log);
+                block_on(rancon::app::run(&run))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(async {
+    block_on(async {
         match &cli.command {
             None => rancon::app::run(&cli.run).await,
             Some(Command::Run(args)) => rancon::app::run(args).await,
             Some(Command::Check(args)) => rancon::app::check(args).await,
             Some(Command::Purge(args)) => rancon::purge::run(args).await,
             Some(Command::Health(args)) => rancon::app::health(args).await,
-            Some(Command::Rancher(legacy)) => match legacy.to_run_args() {
-                Ok(args) => rancon::app::run(&args).await,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            },
             Some(Command::Completions { shell }) => {
                 let mut cmd = Cli::command();
                 let mut buf = Vec::new();
@@ -92,7 +95,19 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-    });
+    })
+}
+
+/// Runs a command on a multi-thread runtime.
+fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(command);
     // Do not wait for blocking reads still in flight (a source stuck in a file read when a
     // second signal asked to exit at once).
     runtime.shutdown_background();

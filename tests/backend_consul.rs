@@ -57,6 +57,7 @@ impl Setup {
         let loaded = load(&LoadOptions {
             file: Some(file),
             sets: vec![],
+            legacy: false,
         })
         .unwrap();
         validate(&loaded).unwrap_or_else(|e| panic!("{e}"));

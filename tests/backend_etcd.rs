@@ -44,6 +44,7 @@ fn pipeline(cfg: &Path) -> Pipeline {
     let loaded = rancon::config::load(&rancon::config::LoadOptions {
         file: Some(cfg.to_path_buf()),
         sets: vec![],
+        legacy: false,
     })
     .unwrap();
     rancon::config::validate::validate(&loaded).unwrap_or_else(|e| panic!("{e}"));

@@ -160,6 +160,7 @@ fn pipeline() -> (
     let args = rancon::cli::ConfigArgs {
         config: Some(cfg.into()),
         sets: vec![],
+        legacy: false,
     };
     let loaded = rancon::app::load_valid(&args).unwrap();
     let pipeline = rancon::app::build(&loaded.config).unwrap();
@@ -271,6 +272,7 @@ async fn per_backend_sources_route_endpoints_and_hold_back_only_their_own() {
     let args = rancon::cli::ConfigArgs {
         config: Some(cfg),
         sets: vec![],
+        legacy: false,
     };
     let loaded = rancon::app::load_valid(&args).unwrap();
     let pipeline = rancon::app::build(&loaded.config).unwrap();

@@ -27,6 +27,7 @@ fn precedence_is_defaults_then_file_then_env_then_cli() {
         let args = ConfigArgs {
             config: Some("r.toml".into()),
             sets: vec!["interval=40s".into()],
+            legacy: false,
         };
         let loaded = rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
         let raw = &loaded.config;
@@ -55,6 +56,7 @@ fn rancon_config_is_not_a_config_key() {
         let args = ConfigArgs {
             config: Some("r.toml".into()),
             sets: vec![],
+            legacy: false,
         };
         rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
         Ok(())
@@ -89,6 +91,7 @@ fn consul_conventional_variables_fill_what_the_file_leaves_unset() {
         let args = ConfigArgs {
             config: Some("r.toml".into()),
             sets: vec![],
+            legacy: false,
         };
         let loaded = rancon::app::load_valid(&args).map_err(|e| e.to_string())?;
         let consul = |name: &str| match &loaded.config.backends[name] {

@@ -14,6 +14,7 @@ fn every_file_in_config_loads_and_validates() {
             let args = ConfigArgs {
                 config: Some(path.clone()),
                 sets: vec![],
+                legacy: false,
             };
             let loaded = rancon::app::load_valid(&args)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -53,6 +53,7 @@ fn pipeline(cfg: std::path::PathBuf) -> rancon::engine::Pipeline {
     let loaded = rancon::config::load(&rancon::config::LoadOptions {
         file: Some(cfg),
         sets: vec![],
+        legacy: false,
     })
     .unwrap();
     rancon::app::build(&loaded.config).unwrap()

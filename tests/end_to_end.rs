@@ -211,3 +211,102 @@ async fn config_form_syncs_then_purge_removes_only_this_owners_registrations() {
         text(&out)
     );
 }
+
+async fn rancon_env(args: Vec<String>, env: Vec<(String, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(&args)
+            .envs(env)
+            .env_remove("RANCON_CONFIG")
+            .env_remove("CONSUL_HTTP_ADDR")
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .env_remove("RANCHER_URL")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// argparse took options before the two words too (`rancon -v -w10 … rancher consul`), and
+/// the original tool lower-cased the cleanup id.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_form_takes_options_before_the_words() {
+    let r = rancher().await;
+    let c = Consul::start(1).await;
+    let args = strings(&[
+        "-v",
+        "-w10",
+        "-s",
+        &format!("url={}", r.url("/v2-beta")),
+        "-s",
+        "accesskey=ak",
+        "-ssecretkey=sk-secret",
+        "-b",
+        &format!("url={}", c.url(0)),
+        "--backend-option=cleanup_id=Legacy",
+        "rancher",
+        "consul",
+    ]);
+    let out = rancon(args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let svcs = c.agent_services(0);
+    assert_eq!(svcs.len(), 151);
+    let my = &svcs["myservice-teststack-127-0-0-2-8080"];
+    assert!(
+        my.tags.contains(&"rancon-legacy".to_string()),
+        "{:?}",
+        my.tags
+    );
+}
+
+/// The original tool configured by environment alone still runs; with the new form its
+/// variables are an error naming what to use instead, not a silent `wait` key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_environment_is_honoured_and_never_taken_for_new_keys() {
+    let r = rancher().await;
+    let c = Consul::start(1).await;
+    let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    };
+    let out = rancon_env(
+        vec![],
+        env(&[
+            ("RANCON_SOURCE", "rancher".into()),
+            ("RANCON_REGISTRY", "consul".into()),
+            (
+                "RANCON_FRONTEND_OPTIONS",
+                format!("url={},accesskey=ak,secretkey=sk-secret", r.url("/v2-beta")),
+            ),
+            ("RANCON_BACKEND_OPTIONS", format!("url={}", c.url(0))),
+            ("RANCON_WAIT", "10".into()),
+        ]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(c.agent_services(0).len(), 151);
+    assert!(!text(&out).contains("sk-secret"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[sources.s]\ntype = \"static\"\nservices = [{ name = \"a\", host = \"10.0.0.1\", port = 80 }]\n[backends.t]\ntype = \"traefik_file\"\npath = \"out.toml\"\n",
+    )
+    .unwrap();
+    let out = rancon_env(
+        strings(&["check", "--config", &cfg.display().to_string()]),
+        env(&[("RANCON_WAIT", "10".into())]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains("RANCON_WAIT") && text(&out).contains("interval"),
+        "{}",
+        text(&out)
+    );
+}

@@ -14,7 +14,25 @@ pub struct LoadOptions {
     pub file: Option<PathBuf>,
     /// `--set key.path=value` overrides, in order.
     pub sets: Vec<String>,
+    /// Loading for the original command line: its variables (`LEGACY_ENV`) are expected.
+    pub legacy: bool,
 }
+
+/// The original tool's environment variables: never configuration keys, and an error with the
+/// new form (so `RANCON_WAIT=10` is not silently ignored, nor read as a key `wait`).
+pub const LEGACY_ENV: &[(&str, &str)] = &[
+    ("RANCON_SOURCE", "sources.<name>.type"),
+    ("RANCON_REGISTRY", "backends.<name>.type"),
+    ("RANCON_FRONTEND_OPTIONS", "[sources.<name>] keys"),
+    ("RANCON_BACKEND_OPTIONS", "[backends.<name>] keys"),
+    ("RANCON_FOREGROUND", "`rancon run` without --once"),
+    ("RANCON_WAIT", "interval (RANCON_INTERVAL)"),
+    (
+        "RANCON_HANGUP_SECONDS",
+        "http.hangup_after (RANCON_HTTP__HANGUP_AFTER)",
+    ),
+    ("RANCON_VERBOSE", "-v / RANCON_LOG"),
+];
 
 /// A loaded (shape-checked) configuration plus the figment it came from, for origins.
 #[derive(Debug)]
@@ -31,6 +49,22 @@ const NOT_KEYS: &[&str] = &["config", "log"];
 /// Builds the layered figment without extracting it.
 pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment, ConfigError> {
     too_deep_env()?;
+    if !opts.legacy {
+        let problems: Vec<Problem> = LEGACY_ENV
+            .iter()
+            .filter(|(k, _)| std::env::var_os(k).is_some())
+            .map(|(k, instead)| Problem {
+                key: String::new(),
+                message: format!(
+                    "{k} belongs to the original command line (`rancon rancher consul …`); with this form use {instead}"
+                ),
+                origin: Some(format!("env {k}")),
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+    }
     let mut fig = Figment::from(Serialized::defaults(Config::<S, B>::default()));
     if let Some(path) = &opts.file {
         fig = fig.merge(Toml::file_exact(path));
@@ -38,7 +72,12 @@ pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment
     fig = fig.merge(
         Env::prefixed("RANCON_")
             .split("__")
-            .filter(|k| !NOT_KEYS.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
+            .filter(|k| !NOT_KEYS.iter().any(|n| k.as_str().eq_ignore_ascii_case(n)))
+            .filter(|k| {
+                !LEGACY_ENV
+                    .iter()
+                    .any(|(n, _)| n[7..].eq_ignore_ascii_case(k.as_str()))
+            }),
     );
     Ok(fig.merge(CliSets::parse(&opts.sets)?))
 }
