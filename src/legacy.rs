@@ -251,7 +251,10 @@ mod tests {
         let (run, log) = cli.to_run(&none).unwrap();
         let sets = run.config.sets.join(" ");
         assert!(!run.once);
-        assert!(sets.contains("backends.consul.url=\"http://%HOST%:8500\""), "{sets}");
+        assert!(
+            sets.contains("backends.consul.url=\"http://%HOST%:8500\""),
+            "{sets}"
+        );
         assert!(sets.contains("http.listen=\"0.0.0.0:8000\""), "{sets}");
         assert!(sets.contains("http.hangup_after=\"90s\""), "{sets}");
         assert!(sets.contains("interval=5s"), "{sets}");
@@ -261,7 +264,10 @@ mod tests {
         let cli = LegacyCli::parse_from(["rancon", "rancher", "consul", "-vv"]);
         let (run, log) = cli.to_run(&env).unwrap();
         let sets = run.config.sets.join(" ");
-        assert!(!sets.contains("%HOST%") && !sets.contains("http.listen"), "{sets}");
+        assert!(
+            !sets.contains("%HOST%") && !sets.contains("http.listen"),
+            "{sets}"
+        );
         assert!(run.once && !log.quiet && log.verbose == 1);
     }
 }

@@ -74,16 +74,82 @@ async fn pagination_finds_all_250_services_once() {
     assert_eq!(r.requests(), 5);
 }
 
+/// A listing that ends early is a failure (unknown), never a shorter list.
 #[tokio::test]
-async fn repeated_next_link_does_not_loop_forever() {
+async fn a_listing_that_ends_early_fails() {
     let r = Rancher::start(
         vec![project("1a5", "Default", 3)],
         Some(("ak", "sk-secret")),
     )
     .await;
-    r.set_fault(Fault::RepeatNext);
     let src = source(&cfg(r.url("/v2-beta/projects/1a5")));
-    assert_eq!(names(&src).await.len(), 3);
+    for (fault, why) in [
+        (Fault::RepeatNext, "repeats a page"),
+        (Fault::PartialNoNext, "partial"),
+    ] {
+        r.set_fault(fault);
+        let err = src
+            .fetch()
+            .await
+            .expect_err("an incomplete listing must fail");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+}
+
+/// `pagination.next` and `links.self` are followed only on the configured server: the other
+/// server gets no request (so never the keys), and the listing fails.
+#[tokio::test]
+async fn links_to_another_server_are_not_followed() {
+    let other = Rancher::start(vec![project("1a5", "Default", 3)], None).await;
+    let r = Rancher::start(
+        vec![project("1a5", "Default", 3)],
+        Some(("ak", "sk-secret")),
+    )
+    .await;
+    r.set_fault(Fault::ForeignNext(
+        other.url("/v2-beta/projects/1a5/services"),
+    ));
+    let err = source(&cfg(r.url("/v2-beta/projects/1a5")))
+        .fetch()
+        .await
+        .expect_err("a foreign next link must fail the listing");
+    assert!(
+        err.to_string().contains("outside the configured server"),
+        "{err}"
+    );
+    r.set_fault(Fault::ForeignSelf(other.url("")));
+    let err = source(&cfg(r.url("/v2-beta")))
+        .fetch()
+        .await
+        .expect_err("a foreign self link must fail the listing");
+    assert!(
+        err.to_string().contains("outside the configured server"),
+        "{err}"
+    );
+    assert_eq!(other.requests(), 0, "the other server was contacted");
+}
+
+/// A service whose stack is not in the listing is skipped (its registrations kept), not
+/// renamed with an empty `%STACK%`.
+#[tokio::test]
+async fn a_service_of_an_unlisted_stack_is_skipped_not_renamed() {
+    let mut p = project("1a5", "prod", 0);
+    p.stacks = vec![];
+    p.services.push(service(
+        "1s1",
+        "web",
+        "1st9",
+        &[("rancon", ""), ("rancon.name", "%NAME%-%STACK%")],
+        &[("10.0.0.1", 80)],
+    ));
+    let r = Rancher::start(vec![p], None).await;
+    let (eps, skipped) = source(&cfg(r.url("/v2-beta/projects/1a5")))
+        .fetch()
+        .await
+        .unwrap();
+    assert!(eps.is_empty(), "{eps:?}");
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].reason.contains("1st9"), "{:?}", skipped[0]);
 }
 
 /// One project with the README's example: `myservice` in `teststack` named `%NAME%-%STACK%`.

@@ -1,6 +1,8 @@
 //! A Rancher 1.6 API double (wire-formats.md section A): `v2-beta` and `v1`, absolute links
-//! built from the request's Host, `limit`/`marker` pagination (default 100, max 1000),
-//! equality filters, JSON error bodies and HTTP basic auth.
+//! built from the request's Host, `limit`/`marker` pagination (default 100, max 3000: cattle's
+//! `processPaginationResult` pages by offset, `next` carrying marker `m<offset+limit>`, so a
+//! row removed between two page reads shifts the rest), equality filters, JSON error bodies
+//! and HTTP basic auth.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -34,6 +36,12 @@ pub enum Fault {
     NoData,
     Hang,
     RepeatNext,
+    /// `pagination.next` on another server (this URL).
+    ForeignNext(String),
+    /// `pagination.partial: true` with no `next`.
+    PartialNoNext,
+    /// Projects' `links.self` on another server (this base URL).
+    ForeignSelf(String),
 }
 
 pub struct Inner {
@@ -41,7 +49,7 @@ pub struct Inner {
     pub auth: Option<(String, String)>,
     pub fault: Mutex<Fault>,
     pub requests: AtomicUsize,
-    /// Largest page the server hands out (Rancher: 1000).
+    /// Largest page the server hands out (Rancher 1.6: 3000).
     pub max_limit: AtomicUsize,
     /// Links use https when the double serves TLS.
     pub https: std::sync::atomic::AtomicBool,
@@ -94,7 +102,7 @@ impl Rancher {
             auth: auth.map(|(a, s)| (a.to_string(), s.to_string())),
             fault: Mutex::new(Fault::None),
             requests: AtomicUsize::new(0),
-            max_limit: AtomicUsize::new(1000),
+            max_limit: AtomicUsize::new(3000),
             https: std::sync::atomic::AtomicBool::new(false),
         });
         let app = Router::new()
@@ -197,7 +205,7 @@ async fn guard(st: &Inner, headers: &HeaderMap, ver: &str) -> Option<Response> {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
             None
         }
-        Fault::None | Fault::RepeatNext => None,
+        _ => None,
     }
 }
 
@@ -245,18 +253,28 @@ fn page(
         .iter()
         .map(|v| transform(v))
         .collect();
-    let repeat = *st.fault.lock().unwrap() == Fault::RepeatNext;
-    let next = if end < items.len() || repeat {
+    let fault = st.fault.lock().unwrap().clone();
+    let repeat = fault == Fault::RepeatNext;
+    let mut next = if end < items.len() || repeat {
         let marker = if repeat { start } else { end };
         json!(format!("{base}?limit={limit}&marker=m{marker}"))
     } else {
         Value::Null
     };
+    let mut partial = !next.is_null();
+    match fault {
+        Fault::ForeignNext(url) => next = json!(url),
+        Fault::PartialNoNext => {
+            next = Value::Null;
+            partial = true;
+        }
+        _ => {}
+    }
     let body = json!({
         "type": "collection", "resourceType": rtype,
         "links": {"self": base}, "createTypes": {}, "actions": {},
         "data": data, "sortLinks": {},
-        "pagination": {"first": null, "previous": null, "next": next, "limit": limit, "total": null, "partial": !next.is_null()},
+        "pagination": {"first": null, "previous": null, "next": next, "limit": limit, "total": null, "partial": partial},
         "sort": null, "filters": {}, "createDefaults": {}
     });
     (
@@ -271,7 +289,10 @@ fn page(
 }
 
 fn project_json(st: &Inner, headers: &HeaderMap, ver: &str, p: &Project) -> Value {
-    let base = format!("{}://{}/{ver}/projects/{}", scheme(st), host(headers), p.id);
+    let mut base = format!("{}://{}/{ver}/projects/{}", scheme(st), host(headers), p.id);
+    if let Fault::ForeignSelf(other) = &*st.fault.lock().unwrap() {
+        base = format!("{other}/{ver}/projects/{}", p.id);
+    }
     json!({"id": p.id, "type": "project", "baseType": "account", "name": p.name, "state": "active", "orchestration": "cattle",
            "links": {"self": base, "services": format!("{base}/services")}, "actions": {}})
 }

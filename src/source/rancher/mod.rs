@@ -26,8 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// own type (and, for warnings, into `Ident`).
 type Item = Box<RawValue>;
 
-/// Page size asked for.
-const PAGE_LIMIT: u32 = 1000;
+/// Page size asked for: the largest Rancher 1.6 serves (3000), so most projects fit in one
+/// page. cattle pages by offset (`processPaginationResult`: `next` = marker `m<offset+limit>`),
+/// so fewer pages also means fewer chances for a row removed mid-listing to shift another out.
+const PAGE_LIMIT: u32 = 3000;
 /// Upper bound on pages of one listing, against servers that keep sending new `next` links.
 const MAX_PAGES: usize = 10_000;
 
@@ -97,6 +99,9 @@ struct Ident {
 struct Pagination {
     #[serde(default)]
     next: Option<String>,
+    /// The server cut the collection short (a limit it enforces): more rows exist.
+    #[serde(default)]
+    partial: bool,
 }
 
 #[derive(Deserialize)]
@@ -248,9 +253,16 @@ impl RancherSource {
         let mut seen = HashSet::new();
         let mut next = Some(first);
         while let Some(url) = next.take() {
-            if !seen.insert(url.clone()) || seen.len() > MAX_PAGES {
-                tracing::warn!(source = %self.name, url, "pagination repeats a page; stopping");
-                break;
+            // A listing that ends early is unknown, never complete: each of these fails it.
+            let incomplete = |why: String| SourceError::Decode {
+                what: url.clone(),
+                message: format!("{why}; the listing is incomplete"),
+            };
+            if !seen.insert(url.clone()) {
+                return Err(incomplete("pagination repeats a page".into()));
+            }
+            if seen.len() > MAX_PAGES {
+                return Err(incomplete(format!("more than {MAX_PAGES} pages")));
             }
             let page: Collection = self.get(&url).await?;
             let data = page.data.ok_or_else(|| SourceError::Decode {
@@ -269,10 +281,20 @@ impl RancherSource {
                     }));
                 }
             }
-            next = page
-                .pagination
-                .and_then(|p| p.next)
+            let pagination = page.pagination;
+            next = pagination
+                .as_ref()
+                .and_then(|p| p.next.clone())
                 .filter(|n| !n.is_empty());
+            if next.is_none() && pagination.is_some_and(|p| p.partial) {
+                return Err(incomplete(
+                    "the server says the page is partial but gives no next link".into(),
+                ));
+            }
+            if let Some(n) = &next {
+                self.same_origin(n)
+                    .map_err(|why| incomplete(format!("pagination.next {why}")))?;
+            }
         }
         Ok(out)
     }
@@ -289,6 +311,27 @@ impl RancherSource {
             secret.expose()
         ));
         secret.scrub(text).replace(&basic, "***")
+    }
+
+    /// Links from answers are followed only on the configured scheme, host and port: anywhere
+    /// else would get the access and secret keys, and its data would be trusted.
+    fn same_origin(&self, link: &str) -> Result<(), String> {
+        let origin = |u: &str| {
+            reqwest::Url::parse(u).ok().map(|u| {
+                (
+                    u.scheme().to_string(),
+                    u.host_str().map(str::to_string),
+                    u.port_or_known_default(),
+                )
+            })
+        };
+        match (origin(link), origin(&self.url)) {
+            (Some(l), Some(c)) if l == c => Ok(()),
+            _ => Err(format!(
+                "points outside the configured server ({}): not followed",
+                crate::output::clean(&link.chars().take(200).collect::<String>())
+            )),
+        }
     }
 
     fn collection_url(&self, project: &str, collection: &str) -> String {
@@ -319,6 +362,10 @@ impl RancherSource {
                 .cloned()
                 .flatten()
                 .unwrap_or_else(|| format!("{}/projects/{}", self.url, p.id));
+            self.same_origin(&url).map_err(|why| SourceError::Decode {
+                what: format!("{}/projects ({})", self.url, p.id),
+                message: format!("links.self {why}"),
+            })?;
             out.push((url, p.name.unwrap_or(p.id)));
         }
         Ok(out)
@@ -346,16 +393,26 @@ impl RancherSource {
             },
         )
         .await?;
+        // A stack or container that does not decode would silently rename or drop services
+        // (stack "" fails include_stacks and changes %STACK%): the listing fails instead.
+        let undecoded = |what: &str, (label, e): (String, String)| SourceError::Decode {
+            what: format!("{project}/{what} ({label})"),
+            message: e,
+        };
         let stack_names: HashMap<String, String> = stacks
             .into_iter()
-            .filter_map(Result::ok)
-            .map(|s| (s.id.clone(), s.name.unwrap_or(s.id)))
-            .collect();
+            .map(|s| {
+                let s = s.map_err(|e| undecoded(stacks_coll, e))?;
+                Ok((s.id.clone(), s.name.unwrap_or(s.id)))
+            })
+            .collect::<Result<_, SourceError>>()?;
         let containers: HashMap<String, Container> = containers
             .into_iter()
-            .filter_map(Result::ok)
-            .map(|c| (c.id.clone(), c))
-            .collect();
+            .map(|c| {
+                let c = c.map_err(|e| undecoded("containers", e))?;
+                Ok((c.id.clone(), c))
+            })
+            .collect::<Result<_, SourceError>>()?;
         for decoded in services {
             let svc: Service = match decoded {
                 Ok(s) => s,
@@ -379,10 +436,20 @@ impl RancherSource {
             } else {
                 &svc.stack_id
             };
-            let stack = stack_id
-                .as_ref()
-                .and_then(|id| stack_names.get(id).cloned())
-                .unwrap_or_default();
+            let stack = match stack_id.as_ref().map(|id| (id, stack_names.get(id))) {
+                None => String::new(),
+                Some((_, Some(name))) => name.clone(),
+                // Its stack is not in this listing (created or removed in between): unknown,
+                // so the service is skipped and nothing it held is deregistered.
+                Some((id, None)) => {
+                    skipped.push(Skip {
+                        endpoint: format!("{}/{environment}/{}", self.name, svc.name),
+                        kind: SkipKind::Shape,
+                        reason: format!("its stack {id:?} is not in the listing"),
+                    });
+                    continue;
+                }
+            };
             if !self.stacks.allows(&stack) {
                 continue;
             }
