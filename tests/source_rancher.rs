@@ -339,6 +339,47 @@ async fn internal_endpoints_use_container_ips_and_private_ports() {
     );
 }
 
+/// Sidekick containers run their own launch config: its ports (and `expose`d ports) and its
+/// labels, never the primary's ports on the sidekick's IP.
+#[tokio::test]
+async fn sidekicks_pair_with_their_own_launch_config() {
+    let mut p = project("1a5", "prod", 0);
+    let mut s = service(
+        "1s1",
+        "web",
+        "1st5",
+        &[("rancon", "")],
+        &[("192.168.1.10", 8080)],
+    );
+    s["launchConfig"]["expose"] = json!(["9100/tcp"]);
+    s["secondaryLaunchConfigs"] = json!([
+        {"name": "metrics", "ports": ["9200:9200/tcp"], "labels": {"rancon": "", "rancon.name": "web-metrics"}},
+        {"name": "logger", "ports": ["5140/udp"], "labels": {}}
+    ]);
+    s["instanceIds"] = json!(["1i1", "1i2", "1i3"]);
+    p.services.push(s);
+    let lc = |name: &str| json!({"io.rancher.service.launch.config": name});
+    p.containers = vec![
+        json!({"id": "1i1", "type": "container", "state": "running", "primaryIpAddress": "10.42.0.1",
+               "labels": lc("io.rancher.service.primary.launch.config")}),
+        json!({"id": "1i2", "type": "container", "state": "running", "primaryIpAddress": "10.42.0.2",
+               "labels": lc("metrics")}),
+        json!({"id": "1i3", "type": "container", "state": "running", "primaryIpAddress": "10.42.0.3",
+               "labels": lc("logger")}),
+    ];
+    let r = Rancher::start(vec![p], None).await;
+    let mut c = cfg(r.url("/v2-beta/projects/1a5"));
+    c.endpoints = rancon::source::rancher::EndpointKind::Internal;
+    assert_eq!(
+        names(&source(&c)).await,
+        [
+            "web-metrics@10.42.0.2:9200",
+            "web@10.42.0.1:80",
+            "web@10.42.0.1:9100"
+        ]
+    );
+}
+
 /// A CA and a server certificate for 127.0.0.1, made for the test.
 fn test_pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

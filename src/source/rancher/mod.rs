@@ -129,6 +129,8 @@ struct Service {
     #[serde(default)]
     launch_config: Option<LaunchConfig>,
     #[serde(default)]
+    secondary_launch_configs: Option<Vec<LaunchConfig>>,
+    #[serde(default)]
     public_endpoints: Option<Vec<PublicEndpoint>>,
     #[serde(default)]
     instance_ids: Option<Vec<String>>,
@@ -136,11 +138,38 @@ struct Service {
 
 #[derive(Deserialize, Default)]
 struct LaunchConfig {
+    /// A sidekick's name (secondary launch configs only).
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     ports: Option<Vec<String>>,
+    /// Ports open to the managed network without being published.
+    #[serde(default)]
+    expose: Option<Vec<String>>,
 }
+
+impl LaunchConfig {
+    /// The private ports of `ports` and `expose`, each once.
+    fn private_ports(&self) -> Vec<u16> {
+        let mut out: Vec<u16> = self
+            .ports
+            .iter()
+            .chain(&self.expose)
+            .flatten()
+            .filter_map(|p| private_port(p))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// The label cattle puts on a container naming the launch config it runs: the primary's
+/// marker below, or a sidekick's name.
+const LAUNCH_CONFIG_LABEL: &str = "io.rancher.service.launch.config";
+const PRIMARY_LAUNCH_CONFIG: &str = "io.rancher.service.primary.launch.config";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -157,6 +186,8 @@ struct Container {
     state: String,
     #[serde(default)]
     primary_ip_address: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
 }
 
 impl RancherSource {
@@ -454,7 +485,6 @@ impl RancherSource {
                 continue;
             }
             let lc = svc.launch_config.unwrap_or_default();
-            let labels = lc.labels.unwrap_or_default();
             let mut base = Props::new();
             base.insert("name".into(), svc.name.clone());
             base.insert("service".into(), svc.name.clone());
@@ -465,35 +495,63 @@ impl RancherSource {
                 "health".into(),
                 svc.health_state.clone().unwrap_or_default(),
             );
-            let addrs: Vec<(String, u16)> = match self.endpoints {
-                EndpointKind::Public => svc
-                    .public_endpoints
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| (p.ip_address, p.port))
-                    .collect(),
+            // Each address with the labels of the launch config it belongs to.
+            let mut addrs: Vec<(String, u16, &LaunchConfig)> = Vec::new();
+            match self.endpoints {
+                EndpointKind::Public => {
+                    for p in svc.public_endpoints.unwrap_or_default() {
+                        addrs.push((p.ip_address, p.port, &lc));
+                    }
+                }
                 EndpointKind::Internal => {
-                    let ports: Vec<u16> = lc
-                        .ports
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|p| private_port(p))
-                        .collect();
-                    svc.instance_ids
+                    let sidekicks = svc.secondary_launch_configs.as_deref().unwrap_or_default();
+                    for c in svc
+                        .instance_ids
                         .unwrap_or_default()
                         .iter()
                         .filter_map(|id| containers.get(id))
                         .filter(|c| c.state == "running")
-                        .filter_map(|c| c.primary_ip_address.clone())
-                        .flat_map(|ip| ports.iter().map(move |p| (ip.clone(), *p)))
-                        .collect()
+                    {
+                        let Some(ip) = c.primary_ip_address.clone() else {
+                            continue;
+                        };
+                        // A sidekick runs its own launch config: pairing it with the primary's
+                        // ports would register `<sidekick IP>:<primary port>`.
+                        let which = c
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(LAUNCH_CONFIG_LABEL))
+                            .map(String::as_str)
+                            .unwrap_or(PRIMARY_LAUNCH_CONFIG);
+                        let config = if which == PRIMARY_LAUNCH_CONFIG {
+                            Some(&lc)
+                        } else {
+                            sidekicks.iter().find(|s| s.name.as_deref() == Some(which))
+                        };
+                        let Some(config) = config else {
+                            skipped.push(Skip {
+                                endpoint: format!("{}/{environment}/{}", self.name, svc.name),
+                                kind: SkipKind::Shape,
+                                reason: format!(
+                                    "container {} runs launch config {:?}, which the service does not list",
+                                    c.id, which
+                                ),
+                            });
+                            continue;
+                        };
+                        for port in config.private_ports() {
+                            addrs.push((ip.clone(), port, config));
+                        }
+                    }
                 }
-            };
-            for (host, port) in addrs {
+            }
+            let empty = BTreeMap::new();
+            for (host, port, config) in addrs {
                 let mut props = base.clone();
                 props.insert("host".into(), host);
                 props.insert("port".into(), port.to_string());
-                match self.naming.endpoint(&self.name, props, &labels, false) {
+                let labels = config.labels.as_ref().unwrap_or(&empty);
+                match self.naming.endpoint(&self.name, props, labels, false) {
                     Ok(Some(ep)) => endpoints.push(ep),
                     Ok(None) => {}
                     Err(s) => skipped.push(s),
