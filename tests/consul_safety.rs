@@ -395,6 +395,24 @@ async fn an_address_that_would_steer_the_agent_url_elsewhere_is_skipped_and_neve
     assert!(bad.iter().any(|b| b.contains("/steal")), "{bad:?}");
     assert!(c.agent_services(0).contains_key("web-127-0-0-2-8080"));
     assert!(!backend_error(&r).contains("s3cr3t"));
+
+    // Any placeholder in the URL, not only %HOST%: a label naming the agent.
+    s.services(&[
+        ("web", "127.0.0.2", 8080, &[("rancon.agent", "127.0.0.2")]),
+        ("evil", "127.0.0.2", 82, &[("rancon.agent", steal.as_str())]),
+    ]);
+    let p = s.pipeline(
+        "",
+        &format!(
+            "url = \"http://%AGENT%:{}\"\ntoken = \"s3cr3t-token\"",
+            c.port
+        ),
+    );
+    let r = round(&p).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the token went elsewhere");
+    let bad = skips(&r, SkipKind::Address);
+    assert!(bad.len() == 1 && bad[0].contains("%AGENT%"), "{bad:?}");
 }
 
 #[tokio::test]
@@ -550,10 +568,16 @@ async fn the_first_round_with_host_agents_reads_at_most_agents_plus_nodes_plus_a
     s.services(&list);
     let cfg = format!("url = \"http://%HOST%:{}\"", c.port);
     let extra = "max_deregister_fraction = 1.0";
-    let r = round(&s.pipeline(extra, &cfg)).await;
-    assert!(!r.failed(), "{r:?}");
     let nodes = c.cluster.nodes.lock().unwrap().len();
     let agents = 3;
+    // Cold: nothing registered yet (every id is new, and looked for among others' ids).
+    let r = round(&s.pipeline(extra, &cfg)).await;
+    assert!(!r.failed(), "{r:?}");
+    let reads = c.requests().0;
+    assert!(
+        reads <= agents + nodes + 1,
+        "cold: {reads} reads for {agents} agents and {nodes} nodes"
+    );
     // A fresh process (the old tool's --once mode) after host .4 lost all its services.
     list.retain(|(_, host, _, _)| *host != "127.0.0.4");
     s.services(&list);
