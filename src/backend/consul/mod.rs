@@ -903,3 +903,24 @@ impl Backend for Consul {
         report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ID_FILTER_MAX, id_filter};
+
+    #[test]
+    fn missing_ids_are_asked_for_by_id_up_to_a_limit() {
+        assert_eq!(
+            id_filter(&["a-1", "b-2"]).as_deref(),
+            Some(r#"ID == "a-1" or ID == "b-2""#)
+        );
+        let many: Vec<String> = (0..=ID_FILTER_MAX).map(|i| format!("s-{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(id_filter(&many), None, "past the limit: read everything");
+        assert_eq!(
+            id_filter(&["a\" or true"]),
+            None,
+            "never an injected expression"
+        );
+    }
+}

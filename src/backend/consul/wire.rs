@@ -296,3 +296,28 @@ pub struct CatalogNode {
     #[serde(default)]
     pub address: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ListedService;
+
+    fn listed(json: serde_json::Value) -> ListedService {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_holder_of_a_foreign_registration_is_named_safely() {
+        let by_meta = listed(serde_json::json!({"ID": "x", "Service": "x",
+            "Tags": ["rancon-blue"], "Meta": {"rancon-owner": "green"}}));
+        assert_eq!(by_meta.holder(), "owner green");
+        let by_tag =
+            listed(serde_json::json!({"ID": "x", "Service": "x", "Tags": ["rancon-blue"]}));
+        assert_eq!(by_tag.holder(), "owner blue");
+        let nobody = listed(serde_json::json!({"ID": "x", "Service": "x", "Tags": null}));
+        assert_eq!(nobody.holder(), "nobody (unowned)");
+        let hostile = listed(serde_json::json!({"ID": "x", "Service": "x",
+            "Meta": {"rancon-owner": "a\nINFO deregistered\u{1b}[31m"}}));
+        let h = hostile.holder();
+        assert!(!h.contains('\n') && !h.contains('\u{1b}'), "{h}");
+    }
+}
