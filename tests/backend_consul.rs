@@ -29,7 +29,12 @@ impl Setup {
 
     /// Writes the services file: (name, host, port, labels as `k=v` pairs).
     fn services(&self, list: &[Service]) {
-        let mut s = String::new();
+        // An empty file reads as one caught mid-write; none on purpose is `services = []`.
+        let mut s = if list.is_empty() {
+            "services = []\n".to_string()
+        } else {
+            String::new()
+        };
         for (name, host, port, labels) in list {
             s += &format!("[[services]]\nname = {name:?}\nhost = {host:?}\nport = {port}\n");
             s += "[services.labels]\nrancon = \"\"\n";
