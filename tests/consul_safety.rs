@@ -65,7 +65,7 @@ impl Setup {
     fn pipeline(&self, extra: &str, backend: &str) -> Pipeline {
         let loaded = load(&LoadOptions {
             file: Some(self.config(extra, backend)),
-            sets: vec![],
+            ..Default::default()
         })
         .unwrap();
         validate(&loaded).unwrap_or_else(|e| panic!("{e}"));
@@ -76,7 +76,7 @@ impl Setup {
     fn problems(&self, extra: &str, backend: &str) -> Option<String> {
         let loaded: rancon::build::Loaded = load(&LoadOptions {
             file: Some(self.config(extra, backend)),
-            sets: vec![],
+            ..Default::default()
         })
         .unwrap();
         validate(&loaded).err().map(|e| e.to_string())
