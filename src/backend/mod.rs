@@ -136,3 +136,94 @@ pub fn port_of(ep: &Endpoint) -> Result<u16, Skip> {
             reason: format!("port {:?} is not a number from 1 to 65535", ep.prop("port")),
         })
 }
+
+/// The `host` property of an endpoint, when it can be registered and used as a URL's host: an
+/// IP address that is not unspecified (`0.0.0.0`, `::`: registries refuse them), or a DNS
+/// name. Nothing else: no `/`, `:port`, `@`, `%`, whitespace or control characters, which
+/// could redirect a request (and its token) built from a `%HOST%` template.
+pub fn address_of(ep: &Endpoint) -> Result<&str, Skip> {
+    let host = ep.prop("host");
+    check_address(host).map(|()| host).map_err(|why| Skip {
+        endpoint: ep.describe(),
+        kind: SkipKind::Address,
+        reason: format!("address {:?} {why}", cut(host)),
+    })
+}
+
+/// Why `host` is not an address `address_of` accepts.
+pub fn check_address(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("is empty");
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return if ip.is_unspecified() {
+            Err("is unspecified (it names every interface, not one host)")
+        } else {
+            Ok(())
+        };
+    }
+    // RFC 1123 host names; `_` is tolerated (container and Windows host names carry it).
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err("is neither an IP address nor a DNS name");
+    }
+    // All-numeric last label: a mistyped IPv4 address (`10.0.0.256`), not a name.
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("is neither an IP address nor a DNS name");
+    }
+    Ok(())
+}
+
+/// At most 80 characters of a value, for messages.
+fn cut(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_address;
+
+    #[test]
+    fn addresses_are_bare_ips_or_dns_names() {
+        for ok in [
+            "127.0.0.2",
+            "10.42.0.7",
+            "::1",
+            "fe80::1",
+            "web-1.example.org",
+            "host_1",
+            "node.",
+        ] {
+            assert_eq!(check_address(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "0.0.0.0",
+            "::",
+            "127.0.0.5:8500/steal?x=",
+            "127.0.0.5:8500",
+            "user@host",
+            "evil.org/x",
+            "[::1]",
+            "a b",
+            "a\nb",
+            "host%2f",
+            "-web",
+            "10.0.0.256",
+            "a..b",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -44,10 +44,30 @@ impl Api {
 
     fn request(&self, method: &reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method.clone(), url);
-        if let Some(t) = self.token.get() {
-            req = req.header("X-Consul-Token", t.expose());
+        if let Some(mut t) = self.token_header().ok().flatten() {
+            t.set_sensitive(true);
+            req = req.header("X-Consul-Token", t);
         }
         req
+    }
+
+    /// The token as a header value. A token (typically a rewritten `token_file`) that is not
+    /// one — control characters, non-ASCII — fails the request before anything is sent, and
+    /// the error never shows the token.
+    fn token_header(&self) -> Result<Option<reqwest::header::HeaderValue>, BackendError> {
+        let Some(t) = self.token.get() else {
+            return Ok(None);
+        };
+        let printable = t.expose().bytes().all(|b| b.is_ascii_graphic());
+        match reqwest::header::HeaderValue::from_str(t.expose()) {
+            Ok(v) if printable => Ok(Some(v)),
+            _ => Err(BackendError::Encode {
+                what: format!("{}: the X-Consul-Token header", self.backend),
+                message: "the token (token, token_file or CONSUL_HTTP_TOKEN) holds characters \
+                          other than printable ASCII, so it cannot be sent"
+                    .into(),
+            }),
+        }
     }
 
     /// Sends (retrying transient failures, see `http::with_retry`) and maps errors; returns the
@@ -58,11 +78,15 @@ impl Api {
         url: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, BackendError> {
+        // Not a transient failure: no retry.
+        self.token_header()?;
         crate::http::with_retry(
             || self.send_once(op, url, make()),
             |e| match e {
                 BackendError::Transport { .. } => true,
-                BackendError::Http { status, .. } => crate::http::transient_status(*status),
+                BackendError::Http { status, .. } => {
+                    crate::http::transient_status(*status) && !is_unknown_check(e)
+                }
                 _ => false,
             },
         )
@@ -191,6 +215,23 @@ impl Api {
 /// Whether an error is an HTTP 404 (unknown service or check).
 pub fn is_not_found(e: &BackendError) -> bool {
     matches!(e, BackendError::Http { status: 404, .. })
+}
+
+/// Whether a TTL check update failed because the agent does not know the check: current
+/// agents answer 404 (`agent/acl.go` `vetCheckUpdateWithAuthorizer`: "Unknown check ID"),
+/// older ones — and any agent when the id names a check that is not a TTL check — 500 with
+/// `CheckID "…" does not have associated TTL` (`agent/agent.go` `updateTTLCheck` returns a
+/// plain error, which the HTTP layer answers with 500). Either way the check must be
+/// registered again; retrying the update cannot help.
+pub fn is_unknown_check(e: &BackendError) -> bool {
+    match e {
+        BackendError::Http {
+            status: 500,
+            message,
+            ..
+        } => message.contains("does not have associated TTL"),
+        other => is_not_found(other),
+    }
 }
 
 /// `base` plus escaped path segments (a base may carry a reverse-proxy path prefix).

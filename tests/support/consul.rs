@@ -1,7 +1,13 @@
 //! A Consul double (wire-formats.md section C): several agents on 127.0.0.2, .3, … sharing one
 //! port and one catalog; PascalCase JSON; empty-body 200s for agent writes; plain-text errors;
-//! `X-Consul-Token` ACLs (403 `Permission denied` / `ACL not found`); the `"x" in Tags` filter;
-//! optional TLS with client-certificate verification. Every request is counted per agent.
+//! `X-Consul-Token` ACLs (403 `Permission denied` / `ACL not found`); the `"x" in Tags` and
+//! `ID == "x"` filters; optional TLS with client-certificate verification. Every request is
+//! counted per agent.
+//!
+//! Where Consul refuses something, the double refuses it the same way, and the rule names the
+//! Consul source it follows: service meta (`structs.ValidateServiceMetadata`), "any" addresses
+//! (`ipaddr.IsAny`), TTL updates of unknown checks (404 today, 500 on older agents), the
+//! discovery endpoints (`/v1/catalog/nodes`, `/v1/catalog/node-services/:node`).
 
 #![allow(dead_code)]
 // Handlers return the error response itself; its size does not matter in a test double.
@@ -69,8 +75,14 @@ pub struct Cluster {
     pub writes_log: Mutex<Vec<String>>,
     /// Registrations whose ID contains this text fail with a 500.
     pub fail_register: Mutex<Option<String>>,
+    /// Nodes (`node-127.0.0.3`) whose agent answers every read with a 500.
+    pub fail_reads: Mutex<std::collections::BTreeSet<String>>,
     /// The next this-many write requests fail with 503 (a transient failure).
     pub fail_next_writes: AtomicUsize,
+    /// Answer a TTL update of an unknown check as agents did before they vetted the id
+    /// (`agent/acl.go` `vetCheckUpdateWithAuthorizer`, 404): `agent/agent.go` `updateTTLCheck`
+    /// returns a plain error, which the HTTP layer answers with 500.
+    pub legacy_check_update: std::sync::atomic::AtomicBool,
     /// Sessions by ID.
     pub sessions: Mutex<BTreeMap<String, Session>>,
     /// KV entries by key.
@@ -314,6 +326,7 @@ fn router(agent: Agent) -> Router {
         .route("/v1/catalog/deregister", put(catalog_deregister))
         .route("/v1/catalog/services", get(catalog_services))
         .route("/v1/catalog/service/{name}", get(catalog_service))
+        .route("/v1/catalog/nodes", get(catalog_nodes))
         .route("/v1/catalog/node-services/{node}", get(node_services))
         .route("/v1/session/create", put(session_create))
         .route("/v1/session/renew/{id}", put(session_renew))
@@ -338,6 +351,9 @@ async fn count(
 ) -> Response {
     if method == Method::GET {
         a.counters.reads.fetch_add(1, Ordering::SeqCst);
+        if a.cluster.fail_reads.lock().unwrap().contains(&a.node) {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "injected read failure");
+        }
     } else {
         a.counters.writes.fetch_add(1, Ordering::SeqCst);
         let left = &a.cluster.fail_next_writes;
@@ -433,29 +449,63 @@ fn str_field(v: &Value, name: &str) -> String {
 }
 
 /// What every listing handler starts with: the ACL check (anonymous callers see nothing)
-/// and the `?filter=` tag.
+/// and the `?filter=` expression.
 fn read_prelude(
     a: &Agent,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
     selector: &str,
-) -> Result<(bool, Option<String>), Response> {
+) -> Result<(bool, Filter), Response> {
     let anonymous = matches!(auth(a, headers)?, Auth::Anonymous);
-    Ok((anonymous, tag_filter(q, selector)?))
+    Ok((anonymous, filter(q, selector)?))
 }
 
-/// Supports the one filter form rancon sends: `"<tag>" in Tags` (or `ServiceTags`).
-fn tag_filter(q: &HashMap<String, String>, selector: &str) -> Result<Option<String>, Response> {
+/// The `?filter=` forms rancon sends (go-bexpr syntax): terms `"<tag>" in Tags` (`ServiceTags`
+/// on catalog services) and `ID == "<id>"`, joined by ` or `. Anything else is refused as
+/// Consul refuses an expression it cannot evaluate (400).
+pub struct Filter(Option<Vec<Term>>);
+
+enum Term {
+    Tag(String),
+    Id(String),
+}
+
+impl Filter {
+    fn keeps(&self, s: &Svc) -> bool {
+        self.0.as_ref().is_none_or(|terms| {
+            terms.iter().any(|t| match t {
+                Term::Tag(tag) => s.tags.contains(tag),
+                Term::Id(id) => &s.id == id,
+            })
+        })
+    }
+}
+
+fn filter(q: &HashMap<String, String>, selector: &str) -> Result<Filter, Response> {
     let Some(f) = q.get("filter") else {
-        return Ok(None);
+        return Ok(Filter(None));
     };
-    let parsed = f
-        .trim()
-        .strip_suffix(&format!(" in {selector}"))
-        .and_then(|l| l.trim().strip_prefix('"'))
-        .and_then(|l| l.strip_suffix('"'));
-    match parsed {
-        Some(tag) => Ok(Some(tag.to_string())),
+    let quoted = |l: &str| {
+        l.trim()
+            .strip_prefix('"')
+            .and_then(|l| l.strip_suffix('"'))
+            .filter(|l| !l.contains('"'))
+            .map(str::to_string)
+    };
+    let in_selector = format!(" in {selector}");
+    let terms: Option<Vec<Term>> = f
+        .split(" or ")
+        .map(|term| {
+            let term = term.trim();
+            if let Some(tag) = term.strip_suffix(&in_selector) {
+                quoted(tag).map(Term::Tag)
+            } else {
+                term.strip_prefix("ID ==").and_then(quoted).map(Term::Id)
+            }
+        })
+        .collect();
+    match terms {
+        Some(terms) => Ok(Filter(Some(terms))),
         None => Err(text(
             StatusCode::BAD_REQUEST,
             &format!("Failed to create boolean expression evaluator: unsupported filter {f:?}"),
@@ -463,43 +513,68 @@ fn tag_filter(q: &HashMap<String, String>, selector: &str) -> Result<Option<Stri
     }
 }
 
-fn meta_ok(meta: &BTreeMap<String, String>) -> Result<(), String> {
-    for (k, v) in meta {
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(format!("Key contains invalid characters: {k}"));
-        }
-        if k.starts_with("consul-") {
-            return Err(format!(
-                "Key prefix 'consul-' is reserved for internal use: {k}"
-            ));
-        }
-        if v.len() > 512 {
-            return Err(format!("Value is too long (limit: 512 characters): {k}"));
-        }
-    }
+/// `structs.ValidateServiceMetadata` (`agent/structs/structs.go`, `validateMetadata` and
+/// `validateMetaPair`): at most 64 pairs (checked first, with the node wording Consul uses for
+/// services too), then per pair: key not blank, `^[a-zA-Z0-9_-]+$`, at most 128 characters,
+/// not prefixed `consul-`, value at most 512 characters. Consul iterates a Go map (random
+/// order); the double reports the first failing key in sorted order.
+fn validate_service_metadata(meta: &BTreeMap<String, String>) -> Result<(), String> {
     if meta.len() > 64 {
         return Err("Node metadata cannot contain more than 64 key/value pairs".into());
+    }
+    for (k, v) in meta {
+        let pair = if k.is_empty() {
+            Err("Key cannot be blank".to_string())
+        } else if !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            Err("Key contains invalid characters".into())
+        } else if k.len() > 128 {
+            Err("Key is too long (limit: 128 characters)".into())
+        } else if k.starts_with("consul-") {
+            Err("Key prefix 'consul-' is reserved for internal use".into())
+        } else if v.len() > 512 {
+            Err("Value is too long (limit: 512 characters)".into())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = pair {
+            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {e}"));
+        }
     }
     Ok(())
 }
 
+/// `ipaddr.IsAny`: the addresses meaning "every interface", which both register paths refuse.
+fn is_any(address: &str) -> bool {
+    matches!(address, "0.0.0.0" | "::" | "[::]")
+}
+
+/// A service from a register body. The agent endpoint (`AgentRegisterService` in
+/// `agent/agent_endpoint.go`) answers 400 `Invalid service address` and 400
+/// `Invalid Service Meta: <ValidateServiceMetadata error>`; the catalog endpoint checks no
+/// meta (`servicePreApply` in `agent/consul/catalog_endpoint.go` runs `service.Validate()`,
+/// which does not look at it) and its "Invalid service address" is an RPC error, so 500.
 fn svc_from(v: &Value, name_field: &str) -> Result<Svc, Response> {
+    let agent = name_field == "Name";
     let name = str_field(v, name_field);
     if name.is_empty() {
         return Err(text(StatusCode::BAD_REQUEST, "Missing service name"));
     }
     let address = str_field(v, "Address");
-    if address == "0.0.0.0" || address == "::" {
-        return Err(text(StatusCode::BAD_REQUEST, "Invalid service address"));
+    if is_any(&address) {
+        let status = if agent {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return Err(text(status, "Invalid service address"));
     }
     let meta: BTreeMap<String, String> = field(v, "Meta")
         .and_then(|m| serde_json::from_value(m.clone()).ok())
         .unwrap_or_default();
-    if let Err(e) = meta_ok(&meta) {
+    if agent && let Err(e) = validate_service_metadata(&meta) {
         return Err(text(
             StatusCode::BAD_REQUEST,
             &format!("Invalid Service Meta: {e}"),
@@ -598,7 +673,7 @@ async fn agent_services(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "Tags") {
+    let (anonymous, filter) = match read_prelude(&a, &headers, &q, "Tags") {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -606,10 +681,8 @@ async fn agent_services(
     let mut out = Map::new();
     // Default deny: the anonymous token sees nothing, and the answer is still 200.
     if !anonymous && let Some(n) = nodes.get(&a.node) {
-        for s in n.services.values() {
-            if tag.as_ref().is_none_or(|t| s.tags.contains(t)) {
-                out.insert(s.id.clone(), svc_json(s));
-            }
+        for s in n.services.values().filter(|s| filter.keeps(s)) {
+            out.insert(s.id.clone(), svc_json(s));
         }
     }
     json_ok(Value::Object(out))
@@ -730,6 +803,12 @@ async fn check_update(
     }
     let mut nodes = a.cluster.nodes.lock().unwrap();
     let Some(check) = nodes.get_mut(&a.node).and_then(|n| n.checks.get_mut(&id)) else {
+        if a.cluster.legacy_check_update.load(Ordering::SeqCst) {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("CheckID {id:?} does not have associated TTL"),
+            );
+        }
         return text(
             StatusCode::NOT_FOUND,
             &format!(
@@ -737,6 +816,7 @@ async fn check_update(
             ),
         );
     };
+    // A known check that is not a TTL check: the id passes the vet, `updateTTLCheck` fails.
     if check.kind != "ttl" {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -828,7 +908,7 @@ async fn catalog_services(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "ServiceTags") {
+    let (anonymous, filter) = match read_prelude(&a, &headers, &q, "ServiceTags") {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -836,7 +916,7 @@ async fn catalog_services(
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in nodes.values().filter(|_| !anonymous) {
         for s in n.services.values() {
-            if tag.as_ref().is_none_or(|t| s.tags.contains(t)) {
+            if filter.keeps(s) {
                 let tags = out.entry(s.name.clone()).or_default();
                 for t in &s.tags {
                     if !tags.contains(t) {
@@ -855,7 +935,7 @@ async fn catalog_service(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "ServiceTags") {
+    let (anonymous, filter) = match read_prelude(&a, &headers, &q, "ServiceTags") {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -863,7 +943,7 @@ async fn catalog_service(
     let mut out = Vec::new();
     for (node_name, n) in nodes.iter().filter(|_| !anonymous) {
         for s in n.services.values().filter(|s| s.name == name) {
-            if tag.as_ref().is_none_or(|t| s.tags.contains(t)) {
+            if filter.keeps(s) {
                 out.push(json!({"ID": "", "Node": node_name, "Address": n.address,
                     "Datacenter": "dc1", "TaggedAddresses": {}, "NodeMeta": {},
                     "ServiceKind": "", "ServiceID": s.id, "ServiceName": s.name,
@@ -882,24 +962,47 @@ async fn node_services(
     Path(node_name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (anonymous, tag) = match read_prelude(&a, &headers, &q, "Tags") {
+    let (anonymous, filter) = match read_prelude(&a, &headers, &q, "Tags") {
         Ok(x) => x,
         Err(r) => return r,
     };
     let nodes = a.cluster.nodes.lock().unwrap();
+    // An unknown node leaves the reply's zero value (`Catalog.NodeServiceList` in
+    // agent/consul/catalog_endpoint.go sets it only when the state store found the node), and
+    // `CatalogNodeServiceList` returns a pointer to it: `{"Node": null, "Services": null}`.
     let Some(n) = nodes.get(&node_name).filter(|_| !anonymous) else {
-        return json_ok(Value::Null);
+        return json_ok(json!({"Node": null, "Services": null}));
     };
     let services: Vec<Value> = n
         .services
         .values()
-        .filter(|s| tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .filter(|s| filter.keeps(s))
         .map(svc_json)
         .collect();
     json_ok(
         json!({"Node": {"ID": "", "Node": node_name, "Address": n.address,
         "Datacenter": "dc1", "TaggedAddresses": {}, "Meta": {}}, "Services": services}),
     )
+}
+
+/// `GET /v1/catalog/nodes`: every node (`structs.Node`), sorted by name; anonymous callers
+/// see none (default deny filters nodes by `node:read`).
+async fn catalog_nodes(State(a): State<Agent>, headers: HeaderMap) -> Response {
+    let anonymous = match auth(&a, &headers) {
+        Ok(x) => matches!(x, Auth::Anonymous),
+        Err(r) => return r,
+    };
+    let nodes = a.cluster.nodes.lock().unwrap();
+    let out: Vec<Value> = nodes
+        .iter()
+        .filter(|_| !anonymous)
+        .map(|(name, n)| {
+            json!({"ID": "", "Node": name, "Address": n.address, "Datacenter": "dc1",
+                   "TaggedAddresses": {"lan": n.address}, "Meta": {},
+                   "CreateIndex": 5, "ModifyIndex": 5})
+        })
+        .collect();
+    json_ok(Value::Array(out))
 }
 
 /// Invalidates sessions whose TTL ran out: their locks are released (Behavior=release) or

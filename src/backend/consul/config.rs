@@ -135,6 +135,9 @@ impl Default for ConsulBackendConfig {
     }
 }
 
+/// The longest owner a consul backend accepts: `rancon-` + owner is one DNS label (63).
+pub const MAX_OWNER: usize = 63 - "rancon-".len();
+
 /// The URL used when neither the config nor `CONSUL_HTTP_ADDR` names one (Consul's default).
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8500";
 
@@ -155,7 +158,7 @@ fn default_concurrency() -> usize {
 }
 
 impl Component for ConsulBackendConfig {
-    fn validate(&self, key: &str, _: &Common, c: &mut Collector<'_>) {
+    fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
         match Template::parse(&self.url) {
             Err(e) => c.add(format!("{key}.url"), format!("malformed template: {e}")),
             Ok(t) => {
@@ -178,19 +181,77 @@ impl Component for ConsulBackendConfig {
         if let Some(f) = &self.token_file {
             c.file(format!("{key}.token_file"), f);
         }
+        if let Some(t) = &self.token {
+            // Sent as a header: anything else would fail every request (never echoed).
+            if !t.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                c.add(
+                    format!("{key}.token"),
+                    "must be printable ASCII without spaces or control characters (it is sent \
+                     as the X-Consul-Token header); the value is not shown",
+                );
+            }
+        }
         c.template(format!("{key}.id"), &self.id);
+        if Template::parse(&self.id).is_ok_and(|t| t.is_literal()) {
+            c.add(
+                format!("{key}.id"),
+                "has no placeholder: every endpoint would get the same id (e.g. %NAME%_%HOST%_%PORT%)",
+            );
+        }
         for (i, t) in self.tags.iter().enumerate() {
             c.template(format!("{key}.tags.{i}"), t);
+            if t.to_ascii_lowercase().starts_with("rancon-") {
+                c.add(
+                    format!("{key}.tags.{i}"),
+                    "tags starting with `rancon-` are ownership markers; only rancon sets them",
+                );
+            }
         }
         for (m, t) in &self.meta {
             c.template(format!("{key}.meta.{m}"), t);
             let clean = crate::labels::meta_key(m);
+            let lower = clean.to_ascii_lowercase();
             if clean.is_empty() || crate::labels::RESERVED_META.contains(&clean.as_str()) {
                 c.add(
                     format!("{key}.meta.{m}"),
                     "meta key is empty after sanitising or reserved for rancon's ownership marker",
                 );
+            } else if lower.starts_with("rancon-") {
+                c.add(
+                    format!("{key}.meta.{m}"),
+                    "meta keys starting with `rancon-` are reserved for rancon",
+                );
+            } else if lower.starts_with("consul-") {
+                // structs.ValidateServiceMetadata: "Key prefix 'consul-' is reserved for
+                // internal use" — Consul would refuse every registration with 400.
+                c.add(
+                    format!("{key}.meta.{m}"),
+                    "meta keys starting with `consul-` are reserved by Consul, which refuses them",
+                );
             }
+        }
+        // The owner is the value of meta `rancon-owner` (512 characters at most) and part of
+        // the tag `rancon-<owner>`, which Consul's DNS interface serves as one label (63).
+        if common.owner.len() > MAX_OWNER {
+            c.add(
+                "owner",
+                format!(
+                    "at most {MAX_OWNER} characters with a consul backend (the tag \
+                     `rancon-<owner>` must fit a 63-character DNS label)"
+                ),
+            );
+        }
+        if let Some(ttl) = self.check_ttl
+            && ttl < common.interval
+        {
+            c.add(
+                format!("{key}.check_ttl"),
+                format!(
+                    "is shorter than `interval` ({}): the check would turn critical between \
+                     two rounds",
+                    humantime::format_duration(common.interval)
+                ),
+            );
         }
         if !(1..=1024).contains(&self.concurrency) {
             c.add(format!("{key}.concurrency"), "must be from 1 to 1024");

@@ -13,9 +13,9 @@ pub mod render;
 pub use config::{CheckMode, ConsulBackendConfig, ConsulMode, DEFAULT_URL};
 pub use render::{RESERVED_META, meta_key};
 
-use self::render::{CHECKS_META, CheckKind, CheckSpec, OWNER_META};
-use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
-use crate::consul::{Api, is_not_found};
+use self::render::{CHECKS_ATTR, CHECKS_META, CheckKind, CheckSpec, OWNER_META};
+use super::{ApplyReport, Backend, Listing, WriteFailure, address_of, check_address, port_of};
+use crate::consul::{Api, is_not_found, is_unknown_check};
 use crate::error::{BackendError, Skip, SkipKind};
 use crate::model::{Endpoint, Health, Registration, RegistrationMap};
 use crate::plan::Plan;
@@ -48,15 +48,58 @@ pub struct Consul {
     agents: Mutex<Agents>,
 }
 
-/// What this process has learnt about agents (only used when `url` has placeholders).
+/// What this process has learnt about agents (`known`, `discovered`: only used when `url` has
+/// placeholders).
 #[derive(Default)]
 struct Agents {
-    /// Agents that held owned registrations at the last listing, or were written to since.
+    /// Agents that held owned registrations at the last listing, were written to since, or
+    /// whose last listing failed (they are listed again until a listing succeeds).
     known: BTreeSet<String>,
     /// Whether the catalog was asked once for the agents holding this owner's registrations.
     discovered: bool,
     /// Agents whose listing failed this round: their writes fail at once, without a request.
     failed: BTreeMap<String, BackendError>,
+    /// Agents (in catalog mode: the node) this process listed successfully at least once.
+    /// The first listing of one reads everything it holds, so ids held by others are seen
+    /// in the same request; later ones read only this owner's registrations.
+    listed: BTreeSet<String>,
+    /// Per agent (or node): the desired ids someone else held there at its last listing.
+    /// The next listing asks for them beside this owner's registrations, so a lasting
+    /// conflict costs no extra request, and a released id is taken at once.
+    held: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Where registrations are listed: one agent, or the catalog node (catalog mode).
+enum Place<'a> {
+    Agent(&'a str),
+    Catalog,
+}
+
+/// What one listing of a place found.
+#[derive(Default)]
+struct Found {
+    /// This owner's registrations there.
+    regs: Vec<Registration>,
+    /// Desired ids held there by someone else, with who holds them.
+    foreign: Vec<(String, String)>,
+}
+
+/// Up to this many missing ids are asked for by id (`ID == "a" or ...`); more, and the place
+/// is read whole (one request either way).
+const ID_FILTER_MAX: usize = 32;
+
+/// A filter selecting `ids`, or `None` (read everything) when there are too many or one would
+/// need escaping (rendered ids never do: they hold only `[a-z0-9-]`).
+fn id_filter(ids: &[&str]) -> Option<String> {
+    if ids.len() > ID_FILTER_MAX || ids.iter().any(|i| i.contains(['"', '\\'])) {
+        return None;
+    }
+    Some(
+        ids.iter()
+            .map(|id| format!("ID == \"{id}\""))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    )
 }
 
 /// One write of a round.
@@ -150,8 +193,9 @@ impl Consul {
     }
 
     /// The agents to list this round: the one `url`, or (with placeholders) the agents of this
-    /// round's endpoints, those known to hold registrations, and — once per process — those the
-    /// catalog names, so a host whose services all vanished while rancon was down is cleaned.
+    /// round's endpoints, those known to hold registrations (or whose last listing failed),
+    /// and — once per process — those the catalog names, so a host whose services all vanished
+    /// while rancon was down is cleaned.
     async fn agents_to_list(&self, desired: &RegistrationMap) -> BTreeSet<String> {
         if self.url.is_literal() {
             return BTreeSet::from([self.url.as_str().to_string()]);
@@ -197,53 +241,57 @@ impl Consul {
         last.map_or(Ok(BTreeSet::new()), Err)
     }
 
+    /// The catalog's nodes, then each node's registrations carrying the owner tag: 1 + nodes
+    /// reads, whatever the number of service names (one read per name was 19,289 reads for
+    /// 20,000 services). A node's agent URL is `url` with `%HOST%` = the registration's
+    /// address (the node's when it has none), which must be an IP or DNS name.
     async fn discover_via(&self, base: &str) -> Result<BTreeSet<String>, BackendError> {
-        let filter = format!("\"{}\" in ServiceTags", self.owner_tag);
-        let mut query = self.api.dc();
-        query.push(("filter", &filter));
-        let names: BTreeMap<String, serde_json::Value> = self
+        let query = self.api.dc();
+        let nodes: Vec<wire::CatalogNode> = self
             .api
             .get(
                 "discover agents",
-                &wire::url(base, &["v1", "catalog", "services"]),
+                &wire::url(base, &["v1", "catalog", "nodes"]),
                 &query,
             )
             .await?;
+        let filter = format!("\"{}\" in Tags", self.owner_tag);
+        let mut with_filter = query.clone();
+        with_filter.push(("filter", &filter));
         // Futures built first, then driven: a closure over borrowed items inside the stream
         // trips the compiler's higher-ranked lifetime check under async_trait.
-        let futs: Vec<_> = names
-            .keys()
-            .map(|name| {
-                let url = wire::url(base, &["v1", "catalog", "service", name]);
-                let query = query.clone();
+        let with_filter = &with_filter;
+        let futs: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let url = wire::url(base, &["v1", "catalog", "node-services", &n.node]);
                 async move {
-                    self.api
-                        .get::<Vec<wire::CatalogEntry>>("discover agents", &url, &query)
-                        .await
+                    let services: Option<wire::NodeServices> =
+                        self.api.get("discover agents", &url, with_filter).await?;
+                    Ok::<_, BackendError>((n, services))
                 }
             })
             .collect();
-        let per_name = futures::stream::iter(futs)
+        let per_node = futures::stream::iter(futs)
             .buffer_unordered(self.concurrency)
             .collect::<Vec<_>>()
             .await;
         let mut found = BTreeSet::new();
-        for entries in per_name {
-            for e in entries? {
-                if !e.service_tags.contains(&self.owner_tag) {
-                    continue;
-                }
-                let host = if e.service_address.is_empty() {
-                    e.address.as_str()
+        for result in per_node {
+            let (node, services) = result?;
+            let services = services.and_then(|s| s.services).unwrap_or_default();
+            for s in services.iter().filter(|s| s.has_tag(&self.owner_tag)) {
+                let host = if s.address().is_empty() {
+                    node.address.as_str()
                 } else {
-                    e.service_address.as_str()
+                    s.address()
                 };
-                match self.url.render_with(|k| (k == "host").then_some(host)) {
+                match self.agent_url(|k| (k == "host").then_some(host)) {
                     Ok(u) => {
-                        found.insert(u.trim_end_matches('/').to_string());
+                        found.insert(u);
                     }
-                    Err(m) => {
-                        tracing::warn!(backend = %self.name, node = %e.node, "cannot derive the agent URL of a node holding registrations: {m}")
+                    Err((_, m)) => {
+                        tracing::warn!(backend = %self.name, node = %node.node.escape_debug(), "cannot derive the agent URL of a node holding registrations: {m}")
                     }
                 }
             }
@@ -251,29 +299,182 @@ impl Consul {
         Ok(found)
     }
 
-    async fn list_agent(&self, agent: &str) -> Result<Vec<Registration>, BackendError> {
-        let filter = format!("\"{}\" in Tags", self.owner_tag);
-        let services: BTreeMap<String, wire::ListedService> = self
-            .api
-            .get(
-                "list services",
-                &wire::url(agent, &["v1", "agent", "services"]),
-                &[("filter", &filter)],
+    /// The agent URL: `url` rendered with the values `lookup` gives. Each value comes from
+    /// source or server data and must be a bare IP address, a DNS name or a number (a port):
+    /// anything else (`127.0.0.5:1/steal?x=`) could send the request, and the token, to
+    /// another host. IPv6 addresses are bracketed. Errors: a placeholder without a value
+    /// (`Template`), a value or a result that is not a host or URL (`Address`).
+    fn agent_url<'v>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'v str>,
+    ) -> Result<String, (SkipKind, String)> {
+        let template = |e| (SkipKind::Template, format!("url template: {e}"));
+        let bad = std::cell::RefCell::new(None);
+        let v6 = std::cell::RefCell::new(BTreeMap::new());
+        self.url
+            .render_with(|k| {
+                let v = lookup(k)?;
+                let number = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+                match check_address(v) {
+                    Err(why) if !number => {
+                        bad.borrow_mut().get_or_insert_with(|| {
+                            let v: String = v.chars().take(80).collect();
+                            format!("%{}% = {v:?} {why}", k.to_uppercase())
+                        });
+                    }
+                    _ => {}
+                }
+                if v.parse::<std::net::Ipv6Addr>().is_ok() {
+                    v6.borrow_mut().insert(k.to_string(), format!("[{v}]"));
+                }
+                Some(v)
+            })
+            .map_err(template)?;
+        if let Some(why) = bad.into_inner() {
+            return Err((SkipKind::Address, format!("url template: {why}")));
+        }
+        let v6 = v6.into_inner();
+        let url = self
+            .url
+            .render_with(|k| v6.get(k).map(String::as_str).or_else(|| lookup(k)))
+            .map_err(template)?;
+        match reqwest::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                Ok(url.trim_end_matches('/').to_string())
+            }
+            _ => Err((
+                SkipKind::Address,
+                format!("url template renders {url:?}, not an http(s) URL"),
+            )),
+        }
+    }
+
+    /// Services at a place, all or those `filter` selects.
+    async fn read(
+        &self,
+        place: &Place<'_>,
+        filter: Option<&str>,
+    ) -> Result<Vec<wire::ListedService>, BackendError> {
+        match place {
+            Place::Agent(agent) => {
+                let query: Vec<(&str, &str)> = filter.map(|f| ("filter", f)).into_iter().collect();
+                let services: BTreeMap<String, wire::ListedService> = self
+                    .api
+                    .get(
+                        "list services",
+                        &wire::url(agent, &["v1", "agent", "services"]),
+                        &query,
+                    )
+                    .await?;
+                Ok(services.into_values().collect())
+            }
+            Place::Catalog => {
+                let mut query = self.api.dc();
+                query.extend(filter.map(|f| ("filter", f)));
+                let node: Option<wire::NodeServices> = self
+                    .api
+                    .get(
+                        "list services",
+                        &wire::url(
+                            self.url.as_str(),
+                            &["v1", "catalog", "node-services", &self.node],
+                        ),
+                        &query,
+                    )
+                    .await?;
+                Ok(node.and_then(|n| n.services).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Lists one place: this owner's registrations there, and who holds the ids of `want`
+    /// (desired there) that are not ours. A steady place costs one read: ours (the owner tag)
+    /// and the wanted ids someone else held there last time (`held`). Ids it lacks beyond
+    /// those cost one more read, of those ids. The first listing of a place by this process
+    /// reads everything there at once instead (every id is new to it then).
+    async fn list_place(
+        &self,
+        place: &Place<'_>,
+        want: &[&str],
+        first: bool,
+        held: Option<&BTreeSet<String>>,
+    ) -> Result<Found, BackendError> {
+        let (services, asked): (_, BTreeSet<&str>) = if first && !want.is_empty() {
+            (
+                self.read(place, None).await?,
+                want.iter().copied().collect(),
             )
-            .await?;
-        Ok(services
-            .into_values()
-            .filter_map(|s| s.into_registration(&self.owner_tag, Some(agent)))
-            .collect())
+        } else {
+            let still: Vec<&str> = match held {
+                Some(h) if !h.is_empty() => {
+                    want.iter().copied().filter(|id| h.contains(*id)).collect()
+                }
+                _ => Vec::new(),
+            };
+            let mut filter = Some(format!("\"{}\" in Tags", self.owner_tag));
+            if !still.is_empty() {
+                filter =
+                    id_filter(&still).map(|ids| format!("{} or {ids}", filter.unwrap_or_default()));
+            }
+            let mut services = self.read(place, filter.as_deref()).await?;
+            let mut asked: BTreeSet<&str> = still.into_iter().collect();
+            let missing: Vec<&str> = {
+                let have: BTreeSet<&str> = services.iter().map(|s| s.id()).collect();
+                want.iter()
+                    .copied()
+                    .filter(|id| !have.contains(id) && !asked.contains(id))
+                    .collect()
+            };
+            if !missing.is_empty() {
+                let more = self.read(place, id_filter(&missing).as_deref()).await?;
+                let missing: BTreeSet<&str> = missing.into_iter().collect();
+                services.extend(more.into_iter().filter(|s| missing.contains(s.id())));
+                asked.extend(missing);
+            }
+            (services, asked)
+        };
+        let location = match place {
+            Place::Agent(a) => Some(*a),
+            Place::Catalog => None,
+        };
+        let mut found = Found::default();
+        for s in services {
+            if s.has_tag(&self.owner_tag) {
+                found
+                    .regs
+                    .extend(s.into_registration(&self.owner_tag, location));
+            } else if asked.contains(s.id()) {
+                found.foreign.push((s.id().to_string(), s.holder()));
+            }
+        }
+        Ok(found)
     }
 
     async fn list_agents(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
         let agents = self.agents_to_list(desired).await;
-        let mut results = futures::stream::iter(agents)
+        let mut want: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for r in desired.values() {
+            if let Some(at) = r.private.location.as_deref() {
+                want.entry(at).or_default().push(&r.id);
+            }
+        }
+        let (listed, held) = {
+            let st = self.agents.lock().expect("agents lock");
+            (st.listed.clone(), st.held.clone())
+        };
+        let (want, listed, held) = (&want, &listed, &held);
+        let futs: Vec<_> = agents
+            .into_iter()
             .map(|a| async move {
-                let r = self.list_agent(&a).await;
+                let ids = want.get(a.as_str()).map_or(&[][..], Vec::as_slice);
+                let first = !listed.contains(&a);
+                let r = self
+                    .list_place(&Place::Agent(&a), ids, first, held.get(&a))
+                    .await;
                 (a, r)
             })
+            .collect();
+        let mut results = futures::stream::iter(futs)
             .buffer_unordered(self.concurrency)
             .collect::<Vec<_>>()
             .await;
@@ -283,48 +484,57 @@ impl Consul {
         st.failed.clear();
         for (agent, result) in results {
             match result {
-                Ok(regs) => {
-                    if regs.is_empty() {
+                Ok(found) => {
+                    if found.regs.is_empty() {
                         st.known.remove(&agent);
                     } else {
                         st.known.insert(agent.clone());
                     }
-                    for reg in regs {
+                    remember_held(&mut st, &agent, &found);
+                    st.listed.insert(agent);
+                    for reg in found.regs {
                         insert_listed(&mut listing.regs, reg, desired);
                     }
+                    listing.foreign.extend(found.foreign);
                 }
                 // One agent: its failure is the backend's. Several: it fails only its own work.
                 Err(e) if self.url.is_literal() => return Err(e),
                 Err(e) => {
+                    // Its registrations are unknown, not gone: keep it known until a listing
+                    // succeeds, even if no endpoint points at it any more.
+                    st.known.insert(agent.clone());
                     st.failed.insert(agent, e.clone());
                     listing.partial.push(e);
                 }
             }
         }
+        drop(st);
+        moved_onto_foreign(&mut listing);
         Ok(listing)
     }
 
-    async fn list_catalog(&self) -> Result<Listing, BackendError> {
-        let filter = format!("\"{}\" in Tags", self.owner_tag);
-        let mut query = self.api.dc();
-        query.push(("filter", &filter));
-        let node: Option<wire::NodeServices> = self
-            .api
-            .get(
-                "list services",
-                &wire::url(
-                    self.url.as_str(),
-                    &["v1", "catalog", "node-services", &self.node],
-                ),
-                &query,
+    async fn list_catalog(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
+        let want: Vec<&str> = desired.keys().map(String::as_str).collect();
+        let (first, held) = {
+            let st = self.agents.lock().expect("agents lock");
+            (
+                !st.listed.contains(&self.node),
+                st.held.get(&self.node).cloned(),
             )
+        };
+        let found = self
+            .list_place(&Place::Catalog, &want, first, held.as_ref())
             .await?;
-        let mut listing = Listing::default();
-        for s in node.and_then(|n| n.services).unwrap_or_default() {
-            if let Some(reg) = s.into_registration(&self.owner_tag, None) {
-                listing.regs.insert(reg.id.clone(), reg);
-            }
+        {
+            let mut st = self.agents.lock().expect("agents lock");
+            remember_held(&mut st, &self.node, &found);
+            st.listed.insert(self.node.clone());
         }
+        let mut listing = Listing::default();
+        for reg in found.regs {
+            listing.regs.insert(reg.id.clone(), reg);
+        }
+        listing.foreign.extend(found.foreign);
         Ok(listing)
     }
 
@@ -363,7 +573,8 @@ impl Consul {
                 };
                 match self.api.put("update check", &url, &[], Some(&body)).await {
                     // The agent lost the check (restart without persisted state): re-register.
-                    Err(e) if is_not_found(&e) => self.register(reg).await,
+                    // Current agents answer 404, older ones 500 "does not have associated TTL".
+                    Err(e) if is_unknown_check(&e) => self.register(reg).await,
                     other => other,
                 }
             }
@@ -371,11 +582,13 @@ impl Consul {
     }
 
     async fn register(&self, reg: &Registration) -> Result<(), BackendError> {
-        let checks: Vec<CheckSpec> = reg
-            .meta
-            .get(CHECKS_META)
-            .and_then(|j| serde_json::from_str(j).ok())
-            .unwrap_or_default();
+        let checks: Vec<CheckSpec> = match reg.private.attrs.get(CHECKS_ATTR) {
+            Some(json) => serde_json::from_str(json).map_err(|e| BackendError::Encode {
+                what: format!("the checks of {}", reg.id),
+                message: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
         match self.mode {
             ConsulMode::Agent => {
                 let agent = self.agent_of(reg);
@@ -419,6 +632,16 @@ impl Consul {
     }
 }
 
+/// Records the ids someone else holds at `place` after a successful listing of it.
+fn remember_held(st: &mut Agents, place: &str, found: &Found) {
+    if found.foreign.is_empty() {
+        st.held.remove(place);
+    } else {
+        let ids = found.foreign.iter().map(|(id, _)| id.clone()).collect();
+        st.held.insert(place.to_string(), ids);
+    }
+}
+
 /// The id Consul knows a registration by (a duplicate on a second agent is keyed apart).
 fn real_id(reg: &Registration) -> &str {
     reg.private.registry_id.as_deref().unwrap_or(&reg.id)
@@ -447,6 +670,35 @@ fn insert_listed(regs: &mut RegistrationMap, reg: Registration, desired: &Regist
     regs.insert(other.id.clone(), other);
 }
 
+/// Meta `rancon-checks` holds a digest of the check specs, the register body needs the specs
+/// (`private.attrs`): a listed registration whose digest is the desired one gets the desired
+/// specs, so the two compare equal.
+fn same_checks(listing: &mut Listing, desired: &RegistrationMap) {
+    for (id, reg) in &mut listing.regs {
+        let Some(want) = desired.get(id) else {
+            continue;
+        };
+        if !want.private.attrs.is_empty() && reg.meta.get(CHECKS_META) == want.meta.get(CHECKS_META)
+        {
+            reg.private.attrs = want.private.attrs.clone();
+        }
+    }
+}
+
+/// A desired id held by someone else on its agent, while this owner holds the same id on
+/// another agent (the endpoint moved there): that copy is keyed `<id>@<agent>` so it is cleaned
+/// up, and the id itself is left to its holder.
+fn moved_onto_foreign(listing: &mut Listing) {
+    for id in listing.foreign.keys() {
+        if let Some(mut reg) = listing.regs.remove(id) {
+            let agent = reg.private.location.clone().unwrap_or_default();
+            reg.private.registry_id = Some(reg.id.clone());
+            reg.id = format!("{}@{agent}", reg.id);
+            listing.regs.insert(reg.id.clone(), reg);
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for Consul {
     fn name(&self) -> &str {
@@ -468,7 +720,7 @@ impl Backend for Consul {
             tracing::warn!(backend = %self.name, endpoint = %ep.describe(), name, "service name is not a valid DNS label; Consul's DNS interface cannot serve it");
         }
         let port = port_of(ep)?;
-        let address = ep.prop("host").to_string();
+        let address = address_of(ep)?.to_string();
         let props = Self::props(ep, &name);
         let id = render::service_id(
             &self
@@ -484,7 +736,11 @@ impl Backend for Consul {
             let tag = t
                 .render(&props)
                 .map_err(|e| skip(SkipKind::Template, format!("tag template {t}: {e}")))?;
-            if !tag.is_empty() {
+            // An ownership marker can only come from a placeholder (config checks the
+            // text): rancon sets its own, and never another owner's.
+            if render::is_marker_tag(&tag) {
+                tracing::warn!(backend = %self.name, endpoint = %ep.describe(), tag = %tag.escape_debug(), "tag template renders an ownership marker (rancon-*); dropped");
+            } else if !tag.is_empty() {
                 tags.insert(tag);
             }
         }
@@ -502,10 +758,12 @@ impl Backend for Consul {
         let checks = self
             .checks(ep, &address, port)
             .map_err(|e| skip(SkipKind::Label, e))?;
+        let mut private = crate::model::Private::default();
         if !checks.is_empty() {
             let json =
                 serde_json::to_string(&checks).map_err(|e| skip(SkipKind::Shape, e.to_string()))?;
-            meta.insert(CHECKS_META.into(), json);
+            meta.insert(CHECKS_META.into(), render::checks_digest(&json));
+            private.attrs.insert(CHECKS_ATTR.into(), json);
         }
         // Consul's limits (structs.ValidateServiceMetadata): refusing here keeps one bad
         // service from failing its write every round.
@@ -522,13 +780,14 @@ impl Backend for Consul {
             ));
         }
         let mut health = None;
-        let mut private = crate::model::Private::default();
         if self.mode == ConsulMode::Agent {
-            let agent = self
-                .url
-                .render(&props)
-                .map_err(|e| skip(SkipKind::Template, format!("url template: {e}")))?;
-            private.location = Some(agent.trim_end_matches('/').to_string());
+            let agent = if self.url.is_literal() {
+                self.url.as_str().to_string()
+            } else {
+                self.agent_url(|k| props.get(k).map(String::as_str))
+                    .map_err(|(kind, why)| skip(kind, why))?
+            };
+            private.location = Some(agent);
             if self.check == CheckMode::Source {
                 health = Some(Health::from_source(ep.prop("health")));
             }
@@ -549,8 +808,12 @@ impl Backend for Consul {
         self.api.refresh_token().await;
         match self.mode {
             ConsulMode::Agent => self.list_agents(desired).await,
-            ConsulMode::Catalog => self.list_catalog().await,
+            ConsulMode::Catalog => self.list_catalog(desired).await,
         }
+        .map(|mut listing| {
+            same_checks(&mut listing, desired);
+            listing
+        })
     }
 
     async fn apply(
@@ -631,8 +894,33 @@ impl Backend for Consul {
                         .map(|r| self.agent_of(r).to_string()),
                 )
                 .collect();
-            self.agents.lock().expect("agents lock").known = holding;
+            let mut st = self.agents.lock().expect("agents lock");
+            // Agents whose listing failed stay known: what they hold is unknown, not gone.
+            let failed: Vec<String> = st.failed.keys().cloned().collect();
+            st.known = holding;
+            st.known.extend(failed);
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ID_FILTER_MAX, id_filter};
+
+    #[test]
+    fn missing_ids_are_asked_for_by_id_up_to_a_limit() {
+        assert_eq!(
+            id_filter(&["a-1", "b-2"]).as_deref(),
+            Some(r#"ID == "a-1" or ID == "b-2""#)
+        );
+        let many: Vec<String> = (0..=ID_FILTER_MAX).map(|i| format!("s-{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(id_filter(&many), None, "past the limit: read everything");
+        assert_eq!(
+            id_filter(&["a\" or true"]),
+            None,
+            "never an injected expression"
+        );
     }
 }

@@ -4,6 +4,25 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::consul::go_duration;
 pub use crate::labels::{CHECKS_META, OWNER_META, RESERVED_META, meta_key, service_id};
+
+/// Key in `Registration.private.attrs` of the check specs (JSON) the register body is made
+/// from; meta `rancon-checks` holds only their digest.
+pub const CHECKS_ATTR: &str = "checks";
+
+/// What meta `rancon-checks` records of the checks rancon attached: the first 16 hex digits of
+/// the SHA-256 of their JSON. The JSON itself grows with each check's target and passed Consul's
+/// 512-character meta value limit with a long HTTP check path; a digest stays 16 characters.
+/// Listings compare the digest only. Registrations written before the digest (full JSON in
+/// the meta value) differ from it, so each is rewritten once after the upgrade.
+pub fn checks_digest(json: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, json.as_bytes());
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+/// Whether a tag is an ownership marker (`rancon-<owner>`), which only rancon sets.
+pub fn is_marker_tag(tag: &str) -> bool {
+    tag.starts_with("rancon-")
+}
+
 /// Whether `name` is a valid DNS label (what Consul's DNS interface can serve).
 pub fn is_dns_label(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -85,6 +104,15 @@ mod tests {
             split_tags(r"a, b ,traefik.frontend.rule=Host:x.org\,y.org,,"),
             vec!["a", "b", "traefik.frontend.rule=Host:x.org,y.org"]
         );
+    }
+
+    #[test]
+    fn the_checks_digest_is_short_and_stable() {
+        // SHA-256 of "[]" begins 4f53cda18c2baa0c.
+        assert_eq!(checks_digest("[]"), "4f53cda18c2baa0c");
+        let long = format!("[{{\"target\":\"http://h:1/{}\"}}]", "x".repeat(2000));
+        assert_eq!(checks_digest(&long).len(), 16);
+        assert_ne!(checks_digest(&long), checks_digest("[]"));
     }
 
     #[test]

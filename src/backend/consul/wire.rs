@@ -1,6 +1,6 @@
 //! Consul's JSON shapes (PascalCase), as rancon sends and reads them.
 
-use super::render::{CheckKind, CheckSpec};
+use super::render::{CheckKind, CheckSpec, OWNER_META};
 use crate::model::{Health, Registration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -207,6 +207,42 @@ pub struct ListedService {
 }
 
 impl ListedService {
+    /// The id Consul knows it by.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The address it was registered with (may be empty: the node's address then).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Whether it carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.as_ref().is_some_and(|t| t.contains(tag))
+    }
+
+    /// Who holds a registration that is not ours, for warnings: the owner its `rancon-owner`
+    /// meta or a `rancon-*` tag names (another rancon), else nobody. Server data: quoted and
+    /// cut when it is not a plain name.
+    pub fn holder(&self) -> String {
+        let meta_owner = self
+            .meta
+            .as_ref()
+            .and_then(|m| m.get(OWNER_META))
+            .map(String::as_str);
+        let tag_owner = || {
+            self.tags
+                .iter()
+                .flatten()
+                .find_map(|t| t.strip_prefix("rancon-"))
+        };
+        match meta_owner.or_else(tag_owner) {
+            Some(o) => format!("owner {}", printable(o)),
+            None => "nobody (unowned)".into(),
+        }
+    }
+
     /// The registration, when it carries the owner tag (else `None`: not ours).
     pub fn into_registration(self, owner_tag: &str, agent: Option<&str>) -> Option<Registration> {
         let tags = self.tags?;
@@ -230,7 +266,21 @@ impl ListedService {
     }
 }
 
-/// `GET /v1/catalog/node-services/:node`.
+/// A name from a server as it may stand in a message: plain names as they are, anything else
+/// quoted with escapes and cut to 64 characters.
+fn printable(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("{:?}", s.chars().take(64).collect::<String>())
+    }
+}
+
+/// `GET /v1/catalog/node-services/:node` (Consul 1.7+).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NodeServices {
@@ -238,16 +288,37 @@ pub struct NodeServices {
     pub services: Option<Vec<ListedService>>,
 }
 
-/// One element of `GET /v1/catalog/service/:name`.
+/// One element of `GET /v1/catalog/nodes`.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct CatalogEntry {
+pub struct CatalogNode {
     #[serde(default)]
     pub node: String,
     #[serde(default)]
     pub address: String,
-    #[serde(default)]
-    pub service_address: String,
-    #[serde(default)]
-    pub service_tags: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListedService;
+
+    fn listed(json: serde_json::Value) -> ListedService {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_holder_of_a_foreign_registration_is_named_safely() {
+        let by_meta = listed(serde_json::json!({"ID": "x", "Service": "x",
+            "Tags": ["rancon-blue"], "Meta": {"rancon-owner": "green"}}));
+        assert_eq!(by_meta.holder(), "owner green");
+        let by_tag =
+            listed(serde_json::json!({"ID": "x", "Service": "x", "Tags": ["rancon-blue"]}));
+        assert_eq!(by_tag.holder(), "owner blue");
+        let nobody = listed(serde_json::json!({"ID": "x", "Service": "x", "Tags": null}));
+        assert_eq!(nobody.holder(), "nobody (unowned)");
+        let hostile = listed(serde_json::json!({"ID": "x", "Service": "x",
+            "Meta": {"rancon-owner": "a\nINFO deregistered\u{1b}[31m"}}));
+        let h = hostile.holder();
+        assert!(!h.contains('\n') && !h.contains('\u{1b}'), "{h}");
+    }
 }
