@@ -172,7 +172,9 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
 
 /// `rancon run`: one round with --once, else rounds every `interval` until SIGINT/SIGTERM.
 pub async fn run(args: &RunArgs) -> ExitCode {
-    let built = load_valid(&args.config).and_then(|l| build(&l.config).map(|p| (l, p)));
+    // Loading reads files (the config, a services file): off the runtime's workers.
+    let built =
+        blocking(|| load_valid(&args.config).and_then(|l| build(&l.config).map(|p| (l, p))));
     let (loaded, mut pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
@@ -271,7 +273,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
         tokio::pin!(sleep);
         loop {
             if std::mem::take(&mut reload) {
-                if let Some((c, p)) = reloaded(&args.config, &config) {
+                if let Some((c, p)) = blocking(|| reloaded(&args.config, &config)) {
                     let gate = pipeline.write_gate.take();
                     pipeline = p;
                     pipeline.write_gate = gate;
@@ -293,6 +295,15 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     }
     tracing::info!("stopped by signal");
     code
+}
+
+/// Runs blocking work (file reads) where the runtime allows it: moved off the async workers on
+/// the multi-thread runtime the binary uses; inline elsewhere (a current-thread test runtime).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// `/health` fails after this long without a completed round.

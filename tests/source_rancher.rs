@@ -380,6 +380,20 @@ async fn sidekicks_pair_with_their_own_launch_config() {
     );
 }
 
+/// A body larger than `max_response_size` fails the listing (an endless answer must not take
+/// all the memory), and says why.
+#[tokio::test]
+async fn a_body_over_max_response_size_fails_the_listing() {
+    let r = Rancher::start(vec![project("1a5", "Default", 400)], None).await;
+    let c = cfg(r.url("/v2-beta/projects/1a5"));
+    let mut common = Config::default().common();
+    assert!(source(&c).fetch().await.is_ok(), "fits the default");
+    common.max_response_size = 64 << 10;
+    let small = RancherSource::new("rancher", &c, &common).unwrap();
+    let err = small.fetch().await.expect_err("over the cap");
+    assert!(err.to_string().contains("max_response_size"), "{err}");
+}
+
 /// A CA and a server certificate for 127.0.0.1, made for the test.
 fn test_pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
