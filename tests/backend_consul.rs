@@ -4,66 +4,10 @@
 #[allow(dead_code)]
 mod support;
 
-use rancon::config::{LoadOptions, load, validate::validate};
 use rancon::engine::{Pipeline, RoundOptions, RoundReport};
-use std::path::PathBuf;
 use support::consul::{Consul, Svc, TlsFiles};
 
-/// (name, host, port, labels) of one static service.
-type Service<'a> = (&'a str, &'a str, u16, &'a [(&'a str, &'a str)]);
-
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes the services file: (name, host, port, labels as `k=v` pairs).
-    fn services(&self, list: &[Service]) {
-        // An empty file reads as one caught mid-write; none on purpose is `services = []`.
-        let mut s = if list.is_empty() {
-            "services = []\n".to_string()
-        } else {
-            String::new()
-        };
-        for (name, host, port, labels) in list {
-            s += &format!("[[services]]\nname = {name:?}\nhost = {host:?}\nport = {port}\n");
-            s += "[services.labels]\nrancon = \"\"\n";
-            for (k, v) in *labels {
-                s += &format!("{k:?} = {v:?}\n");
-            }
-        }
-        std::fs::write(self.path("services.toml"), s).unwrap();
-    }
-
-    /// A pipeline: static source `svc` reading services.toml, plus `backend` (TOML body of
-    /// `[backends.consul]`) and top-level `extra` settings.
-    fn pipeline(&self, extra: &str, backend: &str) -> Pipeline {
-        let cfg = format!(
-            "{extra}\n[sources.svc]\ntype = \"static\"\nfile = {:?}\n\n[backends.consul]\ntype = \"consul\"\n{backend}\n",
-            self.path("services.toml")
-        );
-        let file = self.path("rancon.toml");
-        std::fs::write(&file, cfg).unwrap();
-        let loaded = load(&LoadOptions {
-            file: Some(file),
-            sets: vec![],
-            legacy: false,
-        })
-        .unwrap();
-        validate(&loaded).unwrap_or_else(|e| panic!("{e}"));
-        rancon::app::build(&loaded.config).unwrap_or_else(|e| panic!("{e}"))
-    }
-}
+use support::consul_setup::Setup;
 
 async fn round(p: &Pipeline) -> RoundReport {
     p.round(RoundOptions::default()).await

@@ -44,19 +44,7 @@ async fn rancher() -> Rancher {
 }
 
 async fn rancon(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
-            .args(&args)
-            .env_remove("RANCON_CONFIG")
-            .env_remove("CONSUL_HTTP_ADDR")
-            .env_remove("CONSUL_HTTP_TOKEN")
-            .env_remove("RANCHER_URL")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    rancon_env(args, vec![]).await
 }
 
 fn text(o: &Output) -> String {

@@ -1,6 +1,7 @@
 //! In-repo test doubles of the servers rancon talks to.
 
 pub mod consul;
+pub mod consul_setup;
 pub mod etcd;
 pub mod pki;
 pub mod rancher;
