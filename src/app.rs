@@ -415,15 +415,28 @@ fn jittered(interval: Duration) -> Duration {
 async fn one_round(pipeline: &Pipeline, opts: RoundOptions, output: Output) -> RoundReport {
     let report = pipeline.round(opts).await;
     let t = report.totals();
-    tracing::info!(
-        registered = t.registered,
-        updated = t.updated,
-        deregistered = t.deregistered,
-        unchanged = t.unchanged,
-        failed = t.failed,
-        dry_run = opts.dry_run,
-        "round done"
-    );
+    if report.failed() {
+        // A failed listing writes nothing, so `failed_writes` can be 0: say the round failed.
+        tracing::warn!(
+            registered = t.registered,
+            updated = t.updated,
+            deregistered = t.deregistered,
+            unchanged = t.unchanged,
+            failed_writes = t.failed,
+            dry_run = opts.dry_run,
+            "round failed (see the errors above)"
+        );
+    } else {
+        tracing::info!(
+            registered = t.registered,
+            updated = t.updated,
+            deregistered = t.deregistered,
+            unchanged = t.unchanged,
+            failed_writes = t.failed,
+            dry_run = opts.dry_run,
+            "round done"
+        );
+    }
     if opts.dry_run {
         print_plan(&report, output);
     }
