@@ -22,3 +22,4 @@ pub mod purge;
 pub mod serve;
 pub mod source;
 pub mod template;
+pub mod watch;

@@ -9,6 +9,7 @@ use crate::config::{Collector, Common, Component};
 use crate::error::{BackendError, BuildError, Skip, SkipKind};
 use crate::model::{Endpoint, Registration, RegistrationMap};
 use crate::plan::Plan;
+use crate::watch::WakeTx;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,13 @@ pub trait Backend: Send + Sync {
         actual: &RegistrationMap,
         plan: &Plan,
     ) -> ApplyReport;
+    /// Starts watching the registry for changes to what this owner holds, if this backend can
+    /// (`None`: it cannot or is not configured to). The task sends `Wake::Backend` when
+    /// something there may have changed (rate-limited by the task), so the engine lists this
+    /// backend again and repairs a registration deleted or edited by hand.
+    fn watch(&self, _wake: WakeTx) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
 }
 
 /// A registry to keep in step, selected by `type`.

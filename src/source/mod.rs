@@ -8,6 +8,7 @@ use crate::error::{BuildError, Skip, SkipKind, SourceError};
 use crate::labels;
 use crate::model::Endpoint;
 use crate::template::{Props, Template};
+use crate::watch::WakeTx;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,22 @@ pub trait Source: Send + Sync {
     /// Lists every selected endpoint. An error means "unknown", never "empty".
     /// Endpoints that cannot be used are returned in the second list, each with its reason.
     async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError>;
+    /// Starts watching the orchestrator for changes, if this source can (`None`: it cannot or
+    /// is not configured to). The task keeps the view `current` returns up to date and sends a
+    /// `Wake::Source` per applied event, and a `Wake::Resync` after every (re)connect: events
+    /// are lost while disconnected, so a full listing (`fetch`) must follow. It subscribes
+    /// before that listing, so a change made in between is not lost. `fetch` refreshes the
+    /// view too.
+    fn watch(&self, _wake: WakeTx) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+    /// The view kept current by the watch: the last complete listing with the events received
+    /// since applied, built without asking the server. `None` while there is no such view (no
+    /// watch, disconnected, or no complete listing since the last reconnect): the engine
+    /// calls `fetch` then.
+    fn current(&self) -> Option<(Vec<Endpoint>, Vec<Skip>)> {
+        None
+    }
 }
 
 /// How a source turns labels into properties and names.
