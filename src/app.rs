@@ -4,9 +4,10 @@ pub use crate::build::build;
 use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
 use crate::config::{self, ConfigError, LoadOptions};
-use crate::engine::{Pipeline, RoundOptions, RoundReport};
+use crate::engine::{Pipeline, RoundOptions, RoundReport, Scope};
 use crate::output::clean;
 use crate::serve::{self, Status};
+use crate::wakes::{DEBOUNCE, EventBook, start_watches};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,13 +234,24 @@ pub async fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let mut code = ExitCode::SUCCESS;
+    let (wake_tx, mut wake_rx) = crate::watch::channel();
+    let mut watches = start_watches(&pipeline, &wake_tx);
+    let mut events = EventBook::default();
+    // The first round lists everything; later ones are full every `interval`, and in between
+    // a round runs for what a watch reported (its backends only, from the watched views).
+    let mut scope = Scope::full();
+    let mut next_full = Instant::now();
     'rounds: loop {
         // Rounds never overlap. A stop signal lets the round in flight finish (up to
         // shutdown_timeout; a second signal exits at once); a reload waits for it.
         let started = Instant::now();
+        let full = scope == Scope::full();
+        if full {
+            next_full = started + jittered(config.interval);
+        }
         let mut reload = false;
         let report = {
-            let round = one_round(&pipeline, opts, args.output);
+            let round = one_round_in(&pipeline, opts, args.output, &scope);
             tokio::pin!(round);
             loop {
                 tokio::select! {
@@ -268,27 +280,52 @@ pub async fn run(args: &RunArgs) -> ExitCode {
         // --force lifts the guard for one round, not for the life of the daemon.
         opts.force = false;
         status.metrics.record(&report, started.elapsed());
+        if full {
+            status.metrics.events.full_resync();
+        }
+        events.applied(&status.metrics.events);
         status.round_completed(!report.failed());
-        let sleep = tokio::time::sleep(jittered(config.interval));
+        let sleep = tokio::time::sleep_until(next_full.into());
         tokio::pin!(sleep);
-        loop {
+        scope = loop {
             if std::mem::take(&mut reload) {
                 if let Some((c, p)) = blocking(|| reloaded(&args.config, &config)) {
                     let gate = pipeline.write_gate.take();
                     pipeline = p;
                     pipeline.write_gate = gate;
                     config = c;
+                    // The old pipeline's watches stop; the new ones resync on connect.
+                    watches = start_watches(&pipeline, &wake_tx);
                 }
             }
             tokio::select! {
-                _ = &mut sleep => break,
+                _ = &mut sleep => break Scope::full(),
+                Some(first) = wake_rx.recv() => {
+                    // A burst of events becomes one round.
+                    let mut wakes = vec![first];
+                    let window = tokio::time::sleep(DEBOUNCE);
+                    tokio::pin!(window);
+                    loop {
+                        tokio::select! {
+                            _ = &mut window => break,
+                            Some(w) = wake_rx.recv() => wakes.push(w),
+                        }
+                    }
+                    while let Ok(w) = wake_rx.try_recv() {
+                        wakes.push(w);
+                    }
+                    if let Some(s) = events.scope(&pipeline, wakes, &status.metrics.events) {
+                        break s;
+                    }
+                }
                 sig = signals.next() => match sig {
                     Sig::Reload => reload = true,
                     Sig::Stop => break 'rounds,
                 },
             }
-        }
+        };
     }
+    drop(watches);
     if let (Some(task), Some(l)) = (elector, &leader) {
         task.abort();
         l.release().await;
@@ -413,7 +450,16 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 async fn one_round(pipeline: &Pipeline, opts: RoundOptions, output: Output) -> RoundReport {
-    let report = pipeline.round(opts).await;
+    one_round_in(pipeline, opts, output, &Scope::full()).await
+}
+
+async fn one_round_in(
+    pipeline: &Pipeline,
+    opts: RoundOptions,
+    output: Output,
+    scope: &Scope,
+) -> RoundReport {
+    let report = pipeline.round_in(opts, scope).await;
     let t = report.totals();
     if report.failed() {
         // A failed listing writes nothing, so `failed_writes` can be 0: say the round failed.

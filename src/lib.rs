@@ -22,4 +22,5 @@ pub mod purge;
 pub mod serve;
 pub mod source;
 pub mod template;
+pub mod wakes;
 pub mod watch;

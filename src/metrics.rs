@@ -46,6 +46,8 @@ pub struct Metrics {
     skipped: Family<ReasonLabel, Counter>,
     last_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
+    /// Events, watches and full resyncs.
+    pub events: EventMetrics,
 }
 
 impl Default for Metrics {
@@ -72,8 +74,10 @@ impl Metrics {
             skipped: Family::default(),
             last_success: Gauge::default(),
             leader: Gauge::default(),
+            events: EventMetrics::default(),
             registry: Registry::default(),
         };
+        m.events.register(&mut registry);
         registry.register("rounds", "Rounds run", m.rounds.clone());
         registry.register(
             "rounds_failed",
@@ -215,9 +219,107 @@ impl Metrics {
 
     /// The OpenMetrics text exposition (which Prometheus reads).
     pub fn encode(&self) -> String {
+        self.events.refresh();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    source: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabel {
+    component: String,
+}
+
+/// What the watches report: events, reconnects, lag, and how old the last full listing is.
+#[derive(Debug)]
+pub struct EventMetrics {
+    events: Family<EventLabel, Counter>,
+    reconnects: Family<ComponentLabel, Counter>,
+    lag: Histogram,
+    resync_age: Gauge<f64, AtomicU64>,
+    last_resync: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for EventMetrics {
+    fn default() -> Self {
+        Self {
+            events: Family::default(),
+            reconnects: Family::default(),
+            // 1 ms … ~16 s: an event round is tens of milliseconds, a confirming listing more.
+            lag: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            resync_age: Gauge::default(),
+            last_resync: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl EventMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "events",
+            "Events applied from a watched source, by kind",
+            self.events.clone(),
+        );
+        registry.register(
+            "watch_reconnects",
+            "Times a watch reconnected (events may have been lost; a full listing followed)",
+            self.reconnects.clone(),
+        );
+        registry.register(
+            "event_lag_seconds",
+            "From an event's arrival to the end of the round that applied it",
+            self.lag.clone(),
+        );
+        registry.register(
+            "last_full_resync_age_seconds",
+            "Seconds since the last round that listed every source in full (-1: none yet)",
+            self.resync_age.clone(),
+        );
+        self.resync_age.set(-1.0);
+    }
+
+    /// Counts one event of `kind` from `source`.
+    pub fn event(&self, source: &str, kind: &str) {
+        self.events
+            .get_or_create(&EventLabel {
+                source: source.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one reconnect of `component`'s watch.
+    pub fn reconnect(&self, component: &str) {
+        self.reconnects
+            .get_or_create(&ComponentLabel {
+                component: component.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the lag of an applied event.
+    pub fn lag(&self, took: Duration) {
+        self.lag.observe(took.as_secs_f64());
+    }
+
+    /// A full round has just listed every source.
+    pub fn full_resync(&self) {
+        *self.last_resync.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
+        self.refresh();
+    }
+
+    fn refresh(&self) {
+        if let Some(t) = *self.last_resync.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.resync_age.set(t.elapsed().as_secs_f64());
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! backends: proptest generates sequences of rounds in which the source succeeds, fails,
 //! skews (a listing that silently misses a live item, as Rancher's offset paging does), or
 //! carries malformed items; the backend's listing fails; writes fail; foreign writers create
-//! registrations whose ids collide with ours; labels try to forge ownership tags.
+//! registrations whose ids collide with ours; labels try to forge ownership tags; and rounds
+//! woken by events plan from the source's watched view, which may be exact, stale (events
+//! lost), or claim a live service is gone.
 //!
 //! After every round: nothing rancon does not own changed; nothing whose service is live was
 //! deregistered; no registration of ours carries another owner's marker; a steady round wrote
@@ -11,7 +13,7 @@
 use async_trait::async_trait;
 use proptest::prelude::*;
 use rancon::backend::{ApplyReport, Backend, Listing, WriteFailure};
-use rancon::engine::{Pipeline, RoundOptions};
+use rancon::engine::{Pipeline, RoundOptions, Scope};
 use rancon::error::{BackendError, Skip, SkipKind, SourceError};
 use rancon::labels::{label_meta, label_tags, service_id};
 use rancon::model::{Endpoint, Registration, RegistrationMap};
@@ -47,11 +49,31 @@ struct Faults {
     write_fails: BTreeSet<usize>,
     /// A foreign writer creates (owner `Some`) or hand-makes (`None`) these ids first.
     foreign: BTreeMap<usize, Option<String>>,
+    /// How wrong the watched view is, in a round woken by an event.
+    view: View,
+}
+
+/// A round woken by an event plans from the source's watched view (`Source::current`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum View {
+    /// A full round: the source is listed.
+    #[default]
+    Listed,
+    /// An event round whose view is exact.
+    Exact,
+    /// Events were lost: the view is the previous round's world.
+    Stale,
+    /// An event claims this service is gone (it may be live).
+    Gone(usize),
 }
 
 impl Faults {
     fn any(&self) -> bool {
-        self != &Faults::default()
+        Faults {
+            view: View::Listed,
+            ..self.clone()
+        } != Faults::default()
+            || !matches!(self.view, View::Listed | View::Exact)
     }
 }
 
@@ -73,33 +95,21 @@ fn index_of(id: &str) -> Option<usize> {
 #[derive(Default)]
 struct SourceState {
     world: Vec<Svc>,
+    /// The previous round's world (what a stale view still shows).
+    prev: Vec<Svc>,
     faults: Faults,
     fetches: usize,
 }
 
-struct SimSource(Arc<Mutex<SourceState>>);
-
-#[async_trait]
-impl Source for SimSource {
-    fn name(&self) -> &str {
-        "sim"
-    }
-
-    async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError> {
-        let mut st = self.0.lock().unwrap();
-        st.fetches += 1;
-        if st.faults.source_fails {
-            return Err(SourceError::Transport {
-                url: "sim://".into(),
-                message: "refused".into(),
-            });
-        }
+impl SourceState {
+    /// The endpoints of `world`, as the source reads them this round.
+    fn endpoints(&self, world: &[Svc], listing: bool) -> (Vec<Endpoint>, Vec<Skip>) {
         let (mut eps, mut skipped) = (Vec::new(), Vec::new());
-        for (i, s) in st.world.iter().enumerate().filter(|(_, s)| s.live) {
-            if st.fetches == 1 && st.faults.skew == Some(i) {
+        for (i, s) in world.iter().enumerate().filter(|(_, s)| s.live) {
+            if listing && self.fetches == 1 && self.faults.skew == Some(i) {
                 continue;
             }
-            if st.faults.malformed.contains(&i) {
+            if self.faults.malformed.contains(&i) {
                 skipped.push(Skip {
                     endpoint: format!("sim/svc{i}"),
                     kind: SkipKind::Shape,
@@ -121,7 +131,43 @@ impl Source for SimSource {
                 props,
             });
         }
-        Ok((eps, skipped))
+        (eps, skipped)
+    }
+}
+
+struct SimSource(Arc<Mutex<SourceState>>);
+
+#[async_trait]
+impl Source for SimSource {
+    fn name(&self) -> &str {
+        "sim"
+    }
+
+    async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError> {
+        let mut st = self.0.lock().unwrap();
+        st.fetches += 1;
+        if st.faults.source_fails {
+            return Err(SourceError::Transport {
+                url: "sim://".into(),
+                message: "refused".into(),
+            });
+        }
+        let world = st.world.clone();
+        Ok(st.endpoints(&world, true))
+    }
+
+    fn current(&self) -> Option<(Vec<Endpoint>, Vec<Skip>)> {
+        let st = self.0.lock().unwrap();
+        let mut world = match st.faults.view {
+            View::Listed => return None,
+            View::Exact => st.world.clone(),
+            View::Stale => st.prev.clone(),
+            View::Gone(_) => st.world.clone(),
+        };
+        if let View::Gone(i) = st.faults.view {
+            world[i].live = false;
+        }
+        Some(st.endpoints(&world, false))
     }
 }
 
@@ -273,15 +319,22 @@ fn arb_faults() -> impl Strategy<Value = Faults> {
                 1..2,
             ),
         ),
+        prop_oneof![
+            4 => Just(View::Listed),
+            2 => Just(View::Exact),
+            1 => Just(View::Stale),
+            1 => (0..N).prop_map(View::Gone),
+        ],
     )
         .prop_map(
-            |(source_fails, skew, malformed, list_fails, writes, foreign)| Faults {
+            |(source_fails, skew, malformed, list_fails, writes, foreign, view)| Faults {
                 source_fails,
                 skew,
                 malformed: malformed.unwrap_or_default(),
                 list_fails,
                 write_fails: writes.unwrap_or_default(),
                 foreign: foreign.unwrap_or_default(),
+                view,
             },
         )
 }
@@ -392,12 +445,18 @@ fn run(rounds: Vec<Round>) -> Result<(), TestCaseError> {
         }
         {
             let mut s = source.lock().unwrap();
-            s.world = round.world.to_vec();
+            s.prev = std::mem::replace(&mut s.world, round.world.to_vec());
             s.faults = round.faults.clone();
             s.fetches = 0;
         }
         let before = registry.lock().unwrap().entries.clone();
-        let report = futures::executor::block_on(pipeline.round(RoundOptions::default()));
+        // A round woken by an event plans from the watched view, not a listing.
+        let scope = Scope {
+            cached: round.faults.view != View::Listed,
+            backends: None,
+        };
+        let report =
+            futures::executor::block_on(pipeline.round_in(RoundOptions::default(), &scope));
         let r = registry.lock().unwrap();
         let after = &r.entries;
         // 1. Nothing rancon does not own changed.

@@ -60,6 +60,29 @@ pub struct RoundOptions {
     pub force: bool,
 }
 
+/// What a round looks at. The default is a full round: every source listed, every backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Take a source's watched view (`Source::current`) where it has one instead of listing
+    /// it: a round woken by an event costs no listing. Absence is still confirmed by a full
+    /// listing before anything is deregistered.
+    pub cached: bool,
+    /// Only these backends (`None`: all), and only the sources they read.
+    pub backends: Option<BTreeSet<String>>,
+}
+
+impl Scope {
+    /// A full round.
+    pub fn full() -> Self {
+        Self::default()
+    }
+
+    /// Whether backend `be` takes part.
+    fn has(&self, be: &dyn Backend) -> bool {
+        self.backends.as_ref().is_none_or(|b| b.contains(be.name()))
+    }
+}
+
 /// Whether backend `be` reads source `src`.
 pub fn feeds(be: &dyn Backend, src: &str) -> bool {
     be.sources().is_none_or(|s| s.iter().any(|x| x == src))
@@ -128,13 +151,32 @@ impl Pipeline {
         self.write_gate.as_ref().is_some_and(|g| !g.open())
     }
 
-    /// Lists every source. `loud` logs skipped items (the confirmation listing does not
-    /// repeat the warnings).
-    async fn fetch(&self, loud: bool) -> Fetched {
-        let fetched = futures::future::join_all(self.sources.iter().map(|s| {
-            let span = tracing::info_span!("source", name = s.name());
-            async move { (s.name().to_string(), s.fetch().await) }.instrument(span)
-        }))
+    /// Lists the sources the backends in `scope` read (a watched view stands in for the
+    /// listing when `scope.cached`). `loud` logs skipped items (the confirmation listing does
+    /// not repeat the warnings).
+    async fn fetch(&self, loud: bool, scope: &Scope) -> Fetched {
+        let wanted = |s: &dyn Source| {
+            self.backends
+                .iter()
+                .any(|be| scope.has(be.as_ref()) && feeds(be.as_ref(), s.name()))
+        };
+        let fetched = futures::future::join_all(
+            self.sources
+                .iter()
+                .filter(|s| scope.backends.is_none() || wanted(s.as_ref()))
+                .map(|s| {
+                    let span = tracing::info_span!("source", name = s.name());
+                    async move {
+                        let view = if scope.cached { s.current() } else { None };
+                        let got = match view {
+                            Some(v) => Ok(v),
+                            None => s.fetch().await,
+                        };
+                        (s.name().to_string(), got)
+                    }
+                    .instrument(span)
+                }),
+        )
         .await;
         let mut out = Fetched::default();
         for (name, result) in fetched {
@@ -169,36 +211,45 @@ impl Pipeline {
         out
     }
 
-    /// Runs one round.
+    /// Runs one full round.
     pub async fn round(&self, opts: RoundOptions) -> RoundReport {
+        self.round_in(opts, &Scope::full()).await
+    }
+
+    /// Runs one round over `scope`: the backends it names (all by default), from listings or
+    /// watched views.
+    pub async fn round_in(&self, opts: RoundOptions, scope: &Scope) -> RoundReport {
         let Fetched {
             outcomes: sources,
             endpoints,
             incomplete,
-        } = self.fetch(true).await;
-        // Render every backend's registrations first and let the endpoints go: at 10,000
-        // services their property maps are a third of the round's peak memory.
-        let wanted: Vec<(RegistrationMap, Vec<Skip>)> = self
+        } = self.fetch(true, scope).await;
+        let backends: Vec<&dyn Backend> = self
             .backends
             .iter()
-            .map(|be| desired(be.as_ref(), &endpoints))
+            .map(|b| b.as_ref())
+            .filter(|b| scope.has(*b))
             .collect();
+        // Render every backend's registrations first and let the endpoints go: at 10,000
+        // services their property maps are a third of the round's peak memory.
+        let wanted: Vec<(RegistrationMap, Vec<Skip>)> =
+            backends.iter().map(|be| desired(*be, &endpoints)).collect();
         drop(endpoints);
         // Backends are independent: one slow registry does not delay the others.
         let incomplete = &incomplete;
-        let mut prepared = futures::future::join_all(self.backends.iter().zip(wanted).map(
+        let mut prepared = futures::future::join_all(backends.iter().zip(wanted).map(
             |(be, (desired, skipped))| {
                 let span = tracing::info_span!("backend", name = be.name());
-                self.prepare(be.as_ref(), desired, skipped, incomplete)
+                self.prepare(*be, desired, skipped, incomplete)
                     .instrument(span)
             },
         ))
         .await;
-        self.confirm_absence(&mut prepared).await;
+        self.confirm_absence(&backends, &mut prepared, scope).await;
         let backends =
-            futures::future::join_all(self.backends.iter().zip(prepared).map(|(be, prep)| {
+            futures::future::join_all(backends.iter().zip(prepared).map(|(be, prep)| {
                 let span = tracing::info_span!("backend", name = be.name());
-                self.finish(be.as_ref(), prep, opts).instrument(span)
+                self.finish(*be, prep, opts).instrument(span)
             }))
             .await;
         RoundReport {
@@ -277,19 +328,41 @@ impl Pipeline {
     /// listing: Rancher pages by offset, so a row removed between two page reads hides a live
     /// one from that listing. The sources are listed again only in rounds that would
     /// deregister something, so a steady round costs one listing.
-    async fn confirm_absence(&self, prepared: &mut [Prepared]) {
+    /// The confirming listings are always real ones, never a watched view: an event saying a
+    /// service is gone is a claim, and a stale view (events lost) can miss a live one. So a
+    /// round planned from watched views is confirmed by two listings, as a full round is by
+    /// its own listing and one more: a live service missing from one listing stays.
+    async fn confirm_absence(
+        &self,
+        backends: &[&dyn Backend],
+        prepared: &mut [Prepared],
+        scope: &Scope,
+    ) {
         let candidates = |p: &Prepared| p.plan.as_ref().is_some_and(|p| !p.deregister.is_empty());
         if !prepared.iter().any(candidates) {
             return;
         }
-        let again = self.fetch(false).await;
-        for (be, prep) in self.backends.iter().zip(prepared.iter_mut()) {
+        let listed = Scope {
+            cached: false,
+            ..scope.clone()
+        };
+        let rounds = if scope.cached { 2 } else { 1 };
+        for _ in 0..rounds {
+            let again = self.fetch(false, &listed).await;
+            self.keep_listed(backends, prepared, &again);
+        }
+    }
+
+    /// Takes back every deregistration of an id `again` still lists (or all of a backend's,
+    /// when `again` is incomplete for it).
+    fn keep_listed(&self, backends: &[&dyn Backend], prepared: &mut [Prepared], again: &Fetched) {
+        for (be, prep) in backends.iter().zip(prepared.iter_mut()) {
             let Some(plan) = prep.plan.as_mut().filter(|p| !p.deregister.is_empty()) else {
                 continue;
             };
             let name = be.name();
-            let (still, skipped) = desired(be.as_ref(), &again.endpoints);
-            if again.incomplete.iter().any(|s| feeds(be.as_ref(), s)) || !skipped.is_empty() {
+            let (still, skipped) = desired(*be, &again.endpoints);
+            if again.incomplete.iter().any(|s| feeds(*be, s)) || !skipped.is_empty() {
                 tracing::warn!(
                     backend = name,
                     held_back = plan.deregister.len(),
