@@ -469,6 +469,7 @@ async fn one_round_in(
             deregistered = t.deregistered,
             unchanged = t.unchanged,
             failed_writes = t.failed,
+            write_ms = t.write_ms,
             dry_run = opts.dry_run,
             "round failed (see the errors above)"
         );
@@ -479,6 +480,7 @@ async fn one_round_in(
             deregistered = t.deregistered,
             unchanged = t.unchanged,
             failed_writes = t.failed,
+            write_ms = t.write_ms,
             dry_run = opts.dry_run,
             "round done"
         );
