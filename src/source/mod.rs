@@ -1,5 +1,6 @@
 //! Sources list services; they only read. The closed enum of their configs, and `build`.
 
+pub mod docker;
 pub mod rancher;
 pub mod static_file;
 
@@ -131,6 +132,8 @@ pub enum SourceConfig {
     Static(static_file::StaticSourceConfig),
     /// A Rancher 1.6 server (API `v2-beta` or `v1`).
     Rancher(Box<rancher::RancherSourceConfig>),
+    /// A Docker Engine (or Podman's Docker-compatible API): its running containers.
+    Docker(Box<docker::DockerSourceConfig>),
 }
 
 impl Component for SourceConfig {
@@ -138,6 +141,7 @@ impl Component for SourceConfig {
         match self {
             SourceConfig::Static(s) => s.validate(key, common, c),
             SourceConfig::Rancher(r) => r.validate(key, common, c),
+            SourceConfig::Docker(d) => d.validate(key, common, c),
         }
     }
 
@@ -145,6 +149,7 @@ impl Component for SourceConfig {
         match self {
             SourceConfig::Static(s) => s.conventional_env(var),
             SourceConfig::Rancher(r) => r.conventional_env(var),
+            SourceConfig::Docker(d) => d.conventional_env(var),
         }
     }
 }
@@ -158,5 +163,6 @@ pub fn build(
     Ok(match cfg {
         SourceConfig::Static(c) => Box::new(static_file::StaticSource::new(name, c, common)?),
         SourceConfig::Rancher(c) => Box::new(rancher::RancherSource::new(name, c, common)?),
+        SourceConfig::Docker(c) => Box::new(docker::DockerSource::new(name, c, common)?),
     })
 }
