@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod consul;
 pub mod consul_setup;
+pub mod docker;
 pub mod etcd;
 pub mod pki;
 pub mod rancher;
