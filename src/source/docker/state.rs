@@ -245,3 +245,78 @@ impl Shared {
         if resync { After::Resync } else { after }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Naming;
+    use crate::source::docker::config::EndpointKind;
+    use crate::source::docker::container::{Details, Port};
+    use std::sync::Arc;
+
+    fn rules() -> Rules {
+        let common = crate::build::Config::default().common();
+        Rules {
+            source: "docker".into(),
+            endpoints: EndpointKind::Published,
+            host_address: Some("10.0.0.5".into()),
+            host_address_v6: None,
+            network: None,
+            registrator: false,
+            naming: Naming::new(&common, None, None).unwrap(),
+        }
+    }
+
+    fn web(health: &str) -> Container {
+        Container {
+            id: "c1".into(),
+            name: "web".into(),
+            image: "nginx:1".into(),
+            labels: [("rancon".to_string(), String::new())]
+                .into_iter()
+                .collect(),
+            network_mode: "bridge".into(),
+            health: health.into(),
+            ports: vec![Port {
+                private: 80,
+                protocol: "tcp".into(),
+                host_ip: Some("0.0.0.0".into()),
+                host_port: Some(8080),
+            }],
+            networks: BTreeMap::new(),
+            details: Arc::new(Details::default()),
+        }
+    }
+
+    #[test]
+    fn only_changes_wake_so_repeated_health_events_are_quiet() {
+        let (rules, shared) = (rules(), Shared::default());
+        shared.set_connected(true);
+        shared
+            .begin_fetch()
+            .complete(&rules, View::new("h".into(), BTreeMap::new()));
+        let apply = |c: Change| shared.apply(&rules, c);
+        assert_eq!(
+            apply(Change::Running(Box::new(web("healthy")))),
+            After::Wake
+        );
+        // Podman reports health after every check: the same state again changes nothing.
+        assert_eq!(
+            apply(Change::Running(Box::new(web("healthy")))),
+            After::Quiet
+        );
+        assert_eq!(
+            apply(Change::Running(Box::new(web("unhealthy")))),
+            After::Wake
+        );
+        let (eps, _) = shared.current(&rules).unwrap();
+        assert_eq!(eps[0].prop("health"), "unhealthy");
+        assert_eq!(eps[0].prop("host"), "10.0.0.5");
+        assert_eq!(apply(Change::Stopped("c1".into())), After::Wake);
+        assert_eq!(apply(Change::Stopped("c1".into())), After::Quiet);
+        assert!(shared.current(&rules).unwrap().0.is_empty());
+        // A disconnect drops the view until the next listing.
+        shared.set_connected(false);
+        assert!(shared.current(&rules).is_none());
+    }
+}
