@@ -197,6 +197,11 @@ impl Dockerd {
             .success();
         assert!(ok, "tar of the rootfs failed");
         self.docker(&["import", &tar.display().to_string(), IMAGE]);
+        // A dynamically linked busybox (Debian's `busybox`, not `busybox-static`) cannot run
+        // in an image without a libc.
+        if let Err(e) = self.try_docker(&["run", "--rm", "--network", "none", IMAGE, "/bin/true"]) {
+            panic!("the busybox image does not run (is busybox-static installed?): {e}");
+        }
     }
 
     /// `unix://…/docker.sock`.
