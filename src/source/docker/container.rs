@@ -84,7 +84,11 @@ pub(super) fn from_summary(
         .into_iter()
         .map(|p| Port {
             private: p.private_port,
-            protocol: p.typ.map_or_else(|| "tcp".into(), |t| t.to_string()),
+            protocol: p
+                .typ
+                .map(|t| t.to_string())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "tcp".into()),
             host_ip: p.ip.filter(|i| !i.is_empty()),
             host_port: p.public_port.filter(|p| *p != 0),
         })

@@ -134,7 +134,7 @@ struct Look {
 }
 
 /// An id as the daemon makes them: it goes into a URL path, so nothing else is used.
-fn plausible_id(id: &str) -> bool {
+pub(super) fn plausible_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .bytes()

@@ -92,6 +92,10 @@ impl Inner {
             let Some(id) = s.id.clone() else {
                 return Err(shape("a container without Id".into()));
             };
+            // Ids go into inspect URLs.
+            if !events::plausible_id(&id) {
+                return Err(shape(format!("a container Id {:?}", crate::output::clean(&id))));
+            }
             listed.push(id.clone());
             match known.get(&id) {
                 Some(d) => match container::from_summary(s, d.clone()).map_err(shape)? {
