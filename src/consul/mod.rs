@@ -99,6 +99,17 @@ impl Api {
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, BackendError> {
+        self.exchange(op, url, req).await.map(|(_, body)| body)
+    }
+
+    /// One request: the answer's headers and body (at most `max_body` bytes) when it is a
+    /// 2xx, else the error named as Consul's conventions say.
+    async fn exchange(
+        &self,
+        op: &'static str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), BackendError> {
         let transport = |e: reqwest::Error| BackendError::Transport {
             backend: self.backend.clone(),
             op,
@@ -107,6 +118,7 @@ impl Api {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
         let body = crate::http::read_body(&mut resp, self.max_body, false)
             .await
             .map_err(|e| BackendError::Transport {
@@ -116,7 +128,7 @@ impl Api {
                 message: e.to_string(),
             })?;
         if (200..300).contains(&status) {
-            return Ok(body);
+            return Ok((headers, body));
         }
         // Consul answers errors with a plain-text reason; a proxy in front may echo headers.
         let mut message: String = String::from_utf8_lossy(&body)
@@ -158,6 +170,41 @@ impl Api {
             what: format!("{op} answer from {url}"),
             message: e.to_string(),
         })
+    }
+
+    /// One GET of a blocking query (`query` holds `index` and `wait`), not retried: the caller
+    /// paces its loop. Returns the JSON answer and its `X-Consul-Index`. `wait` is added to the
+    /// request's timeout with the up-to-`wait/16` the server adds to spread wake-ups
+    /// (`RPCQueryTimeout` in agent/consul/rpc.go, `structs.JitterFraction` = 16;
+    /// website/content/api-docs/features/blocking.mdx). An answer without a readable index is
+    /// an error, as in Consul's own client (`parseQueryMeta` in api/api.go).
+    pub async fn get_indexed<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+        timeout: std::time::Duration,
+        wait: std::time::Duration,
+    ) -> Result<(T, u64), BackendError> {
+        self.token_header()?;
+        let req = self
+            .request(&reqwest::Method::GET, url)
+            .query(query)
+            .timeout(timeout + wait + wait / 16);
+        let (headers, body) = self.exchange(op, url, req).await?;
+        let index = headers
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| BackendError::Decode {
+                what: format!("{op} answer from {url}"),
+                message: "no readable X-Consul-Index header".into(),
+            })?;
+        let value = serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
+            what: format!("{op} answer from {url}"),
+            message: e.to_string(),
+        })?;
+        Ok((value, index))
     }
 
     /// PUT with an optional JSON body; the answer's body is ignored (empty or `true`).

@@ -5,7 +5,7 @@ use crate::config::Common;
 use crate::config::secret::SecretSource;
 use crate::consul::Api;
 use crate::error::BuildError;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 impl Consul {
     /// Builds the backend: templates compiled, one HTTP client.
@@ -43,14 +43,34 @@ impl Consul {
             ttl: cfg.check_ttl.unwrap_or(global.interval.saturating_mul(3)),
             deregister_after: cfg.check_deregister_after,
             concurrency: cfg.concurrency.max(1),
-            api: Api::new(
+            timeout: cfg.timeout,
+            api: Arc::new(Api::new(
                 name,
                 http,
                 cfg.datacenter.clone(),
                 SecretSource::new(cfg.token.clone(), cfg.token_file.clone()),
                 global.max_response_size,
-            ),
-            agents: Mutex::new(Agents::default()),
+            )),
+            agents: Arc::new(Mutex::new(Agents::default())),
+            watch: cfg.watch,
+            expected: Arc::default(),
         })
+    }
+
+    /// The drift-repair watch of this backend, sending on `wake`.
+    pub(super) fn watcher(&self, wake: crate::watch::WakeTx) -> super::watch::Watcher {
+        super::watch::Watcher {
+            backend: self.name.clone(),
+            api: self.api.clone(),
+            owner_tag: self.owner_tag.clone(),
+            mode: self.mode,
+            node: self.node.clone(),
+            url: self.url.as_str().to_string(),
+            literal: self.url.is_literal(),
+            timeout: self.timeout,
+            expected: self.expected.clone(),
+            agents: self.agents.clone(),
+            wake,
+        }
     }
 }

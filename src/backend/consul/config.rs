@@ -118,6 +118,12 @@ pub struct ConsulBackendConfig {
     /// Names of the sources this backend reads (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
+    /// In the daemon, watch the catalog nodes holding this owner's registrations (blocking
+    /// queries on `/v1/catalog/node-services/<node>`) and repair a registration deleted or
+    /// edited by hand at once instead of at the next `interval`. Needs `node:read` and
+    /// `service:read`, and in agent mode `agent:read` (`/v1/agent/self` names the node).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
 }
 
 impl Default for ConsulBackendConfig {
@@ -143,6 +149,7 @@ impl Default for ConsulBackendConfig {
             timeout: crate::config::default_timeout(),
             discovery_url: None,
             sources: None,
+            watch: default_watch(),
         }
     }
 }
@@ -167,6 +174,10 @@ fn yes() -> bool {
 
 fn default_id() -> String {
     "%NAME%_%HOST%_%PORT%".into()
+}
+
+fn default_watch() -> bool {
+    true
 }
 
 fn default_concurrency() -> usize {
