@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod blocking;
+
 /// A registered service as the catalog keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Svc {
@@ -73,6 +75,10 @@ pub struct Cluster {
     pub counters: Mutex<HashMap<String, Arc<Counters>>>,
     /// Write requests, in order: `"<METHOD> <path> @<node>"`.
     pub writes_log: Mutex<Vec<String>>,
+    /// Read requests, in order: `"GET <path>?<query> @<node>"`.
+    pub reads_log: Mutex<Vec<String>>,
+    /// Raft-like indexes and blocking queries of the catalog endpoints.
+    pub raft: blocking::Raft,
     /// Registrations whose ID contains this text fail with a 500.
     pub fail_register: Mutex<Option<String>>,
     /// Nodes (`node-127.0.0.3`) whose agent answers every read with a 500.
@@ -152,13 +158,11 @@ impl Consul {
             }
             for (i, l) in listeners.into_iter().enumerate() {
                 let node = format!("node-{}", ips[i]);
-                cluster
-                    .nodes
-                    .lock()
-                    .unwrap()
-                    .entry(node.clone())
-                    .or_default()
-                    .address = ips[i].clone();
+                {
+                    let mut nodes = cluster.nodes.lock().unwrap();
+                    nodes.entry(node.clone()).or_default().address = ips[i].clone();
+                    cluster.raft.commit(Some(&node), &[]);
+                }
                 let counters = Arc::new(Counters::default());
                 cluster
                     .counters
@@ -252,17 +256,31 @@ impl Consul {
     /// Puts a service straight into a node, as another tool would have.
     pub fn insert(&self, node: &str, svc: Svc) {
         let mut nodes = self.cluster.nodes.lock().unwrap();
-        nodes
-            .entry(node.to_string())
-            .or_default()
-            .services
-            .insert(svc.id.clone(), svc);
+        let n = nodes.entry(node.to_string()).or_default();
+        let old = n.services.insert(svc.id.clone(), svc.clone());
+        if old.as_ref() != Some(&svc) {
+            let mut names = vec![svc.name.as_str()];
+            names.extend(old.as_ref().map(|o| o.name.as_str()));
+            self.cluster.raft.commit(Some(node), &names);
+        }
+    }
+
+    /// Read requests whose line contains `part` (`"node-services/node-127.0.0.2"`).
+    pub fn reads_matching(&self, part: &str) -> Vec<String> {
+        let log = self.cluster.reads_log.lock().unwrap();
+        log.iter().filter(|l| l.contains(part)).cloned().collect()
     }
 
     pub fn set_check_status(&self, node: &str, check: &str, status: &str) {
         let mut nodes = self.cluster.nodes.lock().unwrap();
-        if let Some(c) = nodes.get_mut(node).and_then(|n| n.checks.get_mut(check)) {
+        if let Some(n) = nodes.get_mut(node)
+            && let Some(c) = n.checks.get_mut(check)
+            && c.status != status
+        {
             c.status = status.into();
+            let sid = c.service_id.clone();
+            let name = n.services.get(&sid).map(|s| s.name.clone());
+            self.cluster.raft.commit(None, &name.iter().map(String::as_str).collect::<Vec<_>>());
         }
     }
 
@@ -318,6 +336,7 @@ struct Agent {
 fn router(agent: Agent) -> Router {
     Router::new()
         .route("/v1/agent/services", get(agent_services))
+        .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/service/register", put(agent_register))
         .route("/v1/agent/service/deregister/{id}", put(agent_deregister))
         .route("/v1/agent/check/update/{id}", put(check_update))
@@ -351,6 +370,12 @@ async fn count(
 ) -> Response {
     if method == Method::GET {
         a.counters.reads.fetch_add(1, Ordering::SeqCst);
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        a.cluster
+            .reads_log
+            .lock()
+            .unwrap()
+            .push(format!("GET {}{query} @{}", uri.path(), a.node));
         if a.cluster.fail_reads.lock().unwrap().contains(&a.node) {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "injected read failure");
         }
@@ -385,6 +410,19 @@ fn text(status: StatusCode, body: &str) -> Response {
 /// An empty-body 200 without Content-Type (agent writes).
 fn empty_ok() -> Response {
     StatusCode::OK.into_response()
+}
+
+/// A JSON answer of a blocking endpoint, with the resource's index.
+fn json_indexed(a: &Agent, v: Value, idx: u64) -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json".to_string()),
+            ("x-consul-index", a.cluster.raft.header(idx)),
+        ],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn json_ok(v: Value) -> Response {
@@ -752,13 +790,35 @@ async fn agent_register(
         .is_some_and(|v| v.is_empty() || v == "true");
     let mut nodes = a.cluster.nodes.lock().unwrap();
     let node = nodes.entry(a.node.clone()).or_default();
+    let checks_before: Vec<Check> = node
+        .checks
+        .values()
+        .filter(|c| c.service_id == svc.id)
+        .cloned()
+        .collect();
     if replace {
         node.checks.retain(|_, c| c.service_id != svc.id);
     }
     for c in checks {
         node.checks.insert(c.id.clone(), c);
     }
-    node.services.insert(svc.id.clone(), svc);
+    let checks_after: Vec<&Check> = node
+        .checks
+        .values()
+        .filter(|c| c.service_id == svc.id)
+        .collect();
+    let checks_same = checks_before.iter().eq(checks_after.iter().copied());
+    let old = node.services.insert(svc.id.clone(), svc.clone());
+    // Identical re-registers move no index (`ensureServiceTxn`: `IsSameService`; checks:
+    // `IsSame`); a changed service moves its node's and its names' indexes, a changed check
+    // only its service name's.
+    if old.as_ref() != Some(&svc) {
+        let mut names = vec![svc.name.as_str()];
+        names.extend(old.as_ref().map(|o| o.name.as_str()));
+        a.cluster.raft.commit(Some(&a.node), &names);
+    } else if !checks_same {
+        a.cluster.raft.commit(None, &[svc.name.as_str()]);
+    }
     empty_ok()
 }
 
@@ -772,15 +832,16 @@ async fn agent_deregister(
     }
     let mut nodes = a.cluster.nodes.lock().unwrap();
     let node = nodes.entry(a.node.clone()).or_default();
-    if node.services.remove(&id).is_none() {
+    let Some(gone) = node.services.remove(&id) else {
         return text(
             StatusCode::NOT_FOUND,
             &format!(
                 "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
             ),
         );
-    }
+    };
     node.checks.retain(|_, c| c.service_id != id);
+    a.cluster.raft.commit(Some(&a.node), &[gone.name.as_str()]);
     empty_ok()
 }
 
@@ -823,8 +884,15 @@ async fn check_update(
             &format!("CheckID {id:?} does not have associated TTL"),
         );
     }
-    check.status = status;
-    check.output = str_field(&v, "Output");
+    let output = str_field(&v, "Output");
+    if check.status != status || check.output != output {
+        check.status = status;
+        check.output = output;
+        let sid = check.service_id.clone();
+        let node = &nodes[&a.node];
+        let names: Vec<&str> = node.services.get(&sid).map(|s| s.name.as_str()).into_iter().collect();
+        a.cluster.raft.commit(None, &names);
+    }
     empty_ok()
 }
 
@@ -857,7 +925,10 @@ async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Byte
         None => None,
     };
     let mut nodes = a.cluster.nodes.lock().unwrap();
-    let node = nodes.entry(node_name).or_default();
+    let known = nodes.contains_key(&node_name);
+    let node = nodes.entry(node_name.clone()).or_default();
+    let mut node_changed = !known || node.address != address;
+    let mut names: Vec<String> = Vec::new();
     node.address = address;
     if let Some(svc) = svc {
         let checks: Vec<Value> = field(&v, "Checks")
@@ -866,10 +937,11 @@ async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Byte
             .unwrap_or_default();
         for c in checks {
             let id = str_field(&c, "CheckID");
+            let before = node.checks.get(&id).cloned();
             node.checks.insert(
                 id.clone(),
                 Check {
-                    id,
+                    id: id.clone(),
                     name: str_field(&c, "Name"),
                     service_id: str_field(&c, "ServiceID"),
                     status: str_field(&c, "Status"),
@@ -880,8 +952,21 @@ async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Byte
                     deregister_after: None,
                 },
             );
+            if before.as_ref() != node.checks.get(&id) {
+                names.push(svc.name.clone());
+            }
         }
-        node.services.insert(svc.id.clone(), svc);
+        let old = node.services.insert(svc.id.clone(), svc.clone());
+        if old.as_ref() != Some(&svc) {
+            node_changed = true;
+            names.push(svc.name.clone());
+            names.extend(old.map(|o| o.name));
+        }
+    }
+    if node_changed || !names.is_empty() {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let node = node_changed.then_some(node_name.as_str());
+        a.cluster.raft.commit(node, &names);
     }
     json_ok(json!(true))
 }
@@ -895,10 +980,15 @@ async fn catalog_deregister(State(a): State<Agent>, headers: HeaderMap, body: By
     let id = str_field(&v, "ServiceID");
     let mut nodes = a.cluster.nodes.lock().unwrap();
     if id.is_empty() {
-        nodes.remove(&node_name);
-    } else if let Some(n) = nodes.get_mut(&node_name) {
-        n.services.remove(&id);
+        if let Some(n) = nodes.remove(&node_name) {
+            let names: Vec<&str> = n.services.values().map(|s| s.name.as_str()).collect();
+            a.cluster.raft.node_removed(&node_name, &names);
+        }
+    } else if let Some(n) = nodes.get_mut(&node_name)
+        && let Some(gone) = n.services.remove(&id)
+    {
         n.checks.retain(|_, c| c.service_id != id);
+        a.cluster.raft.commit(Some(&node_name), &[gone.name.as_str()]);
     }
     json_ok(json!(true))
 }
@@ -912,7 +1002,14 @@ async fn catalog_services(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let wait = match blocking::parse(&q) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let raft = &a.cluster.raft;
+    raft.block(wait, || raft.services()).await;
     let nodes = a.cluster.nodes.lock().unwrap();
+    let idx = raft.services();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in nodes.values().filter(|_| !anonymous) {
         for s in n.services.values() {
@@ -926,7 +1023,7 @@ async fn catalog_services(
             }
         }
     }
-    json_ok(json!(out))
+    json_indexed(&a, json!(out), idx)
 }
 
 async fn catalog_service(
@@ -939,7 +1036,14 @@ async fn catalog_service(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let wait = match blocking::parse(&q) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let raft = &a.cluster.raft;
+    raft.block(wait, || raft.name(&name)).await;
     let nodes = a.cluster.nodes.lock().unwrap();
+    let idx = raft.name(&name);
     let mut out = Vec::new();
     for (node_name, n) in nodes.iter().filter(|_| !anonymous) {
         for s in n.services.values().filter(|s| s.name == name) {
@@ -953,7 +1057,7 @@ async fn catalog_service(
             }
         }
     }
-    json_ok(Value::Array(out))
+    json_indexed(&a, Value::Array(out), idx)
 }
 
 async fn node_services(
@@ -966,12 +1070,23 @@ async fn node_services(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let wait = match blocking::parse(&q) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let raft = &a.cluster.raft;
+    let index = || {
+        let exists = a.cluster.nodes.lock().unwrap().contains_key(&node_name);
+        raft.node(&node_name, exists)
+    };
+    raft.block(wait, index).await;
     let nodes = a.cluster.nodes.lock().unwrap();
+    let idx = raft.node(&node_name, nodes.contains_key(&node_name));
     // An unknown node leaves the reply's zero value (`Catalog.NodeServiceList` in
     // agent/consul/catalog_endpoint.go sets it only when the state store found the node), and
     // `CatalogNodeServiceList` returns a pointer to it: `{"Node": null, "Services": null}`.
     let Some(n) = nodes.get(&node_name).filter(|_| !anonymous) else {
-        return json_ok(json!({"Node": null, "Services": null}));
+        return json_indexed(&a, json!({"Node": null, "Services": null}), idx);
     };
     let services: Vec<Value> = n
         .services
@@ -979,10 +1094,30 @@ async fn node_services(
         .filter(|s| filter.keeps(s))
         .map(svc_json)
         .collect();
-    json_ok(
+    json_indexed(
+        &a,
         json!({"Node": {"ID": "", "Node": node_name, "Address": n.address,
         "Datacenter": "dc1", "TaggedAddresses": {}, "Meta": {}}, "Services": services}),
+        idx,
     )
+}
+
+/// `GET /v1/agent/self` (`AgentSelf` in agent/agent_endpoint.go): needs `agent:read` on the
+/// agent's node — the anonymous token of a default-deny ACL gets 403 `Permission denied`.
+/// The double answers the fields rancon reads, in Consul's shape.
+async fn agent_self(State(a): State<Agent>, headers: HeaderMap) -> Response {
+    match auth(&a, &headers) {
+        Err(r) => return r,
+        Ok(Auth::Anonymous) => return text(StatusCode::FORBIDDEN, "Permission denied"),
+        Ok(Auth::Ok) => {}
+    }
+    let address = a.cluster.nodes.lock().unwrap()[&a.node].address.clone();
+    json_ok(json!({
+        "Config": {"Datacenter": "dc1", "PrimaryDatacenter": "dc1", "NodeName": a.node,
+                   "NodeID": "", "Revision": "double", "Server": false, "Version": "1.21.0"},
+        "Member": {"Name": a.node, "Addr": address, "Port": 8301, "Tags": {}, "Status": 1},
+        "Stats": {}, "Meta": {}
+    }))
 }
 
 /// `GET /v1/catalog/nodes`: every node (`structs.Node`), sorted by name; anonymous callers
