@@ -239,6 +239,12 @@ impl Consul {
             .unwrap_or_default()
     }
 
+    /// Whether node `node` holds service `id` (cheap: nothing is copied).
+    pub fn has_service(&self, node: &str, id: &str) -> bool {
+        let nodes = self.cluster.nodes.lock().unwrap();
+        nodes.get(node).is_some_and(|n| n.services.contains_key(id))
+    }
+
     pub fn agent_services(&self, i: usize) -> BTreeMap<String, Svc> {
         self.services(&format!("node-{}", self.ips[i]))
     }
