@@ -1,12 +1,17 @@
 //! Layout `traefik`: Traefik KV provider keys, one router and one service per name; rancon's
 //! index of each name it wrote sits beside them (`rancon/index/<root>/<owner>/<name>`).
+//! The labels of `traefik_route` (scheme, entry points, middlewares, TLS) become the KV
+//! provider's keys; TCP routers are the file backend's only (those endpoints are skipped).
 //!
 //! Ownership is by name. A name in this owner's index is ours; any other name whose router or
 //! service keys exist is someone else's (hand-written, or another owner's), and every desired
 //! registration of it is reported foreign. Within a name rancon writes and deletes exact keys
-//! only: `routers/<name>/rule`, `routers/<name>/service` and
-//! `services/<name>/loadbalancer/servers/<i>/url`. Anything else under the name (a middleware,
-//! TLS options) is never touched, and a key rancon would write that is not on one of this
+//! only: `routers/<name>/rule`, `routers/<name>/service`,
+//! `services/<name>/loadbalancer/servers/<i>/url`, and from labels
+//! `routers/<name>/entrypoints/<i>`, `routers/<name>/middlewares/<i>`, `routers/<name>/tls`
+//! and `routers/<name>/tls/certresolver`. Anything else under the name (TLS options) is never
+//! touched, a key of those shapes is deleted only when it is on this owner's lease (a
+//! hand-added middleware stays), and a key rancon would write that is not on one of this
 //! owner's leases is not written over.
 
 use super::wire::{
@@ -14,6 +19,7 @@ use super::wire::{
     txn_kvs, unchanged,
 };
 use super::{Etcd, Stored};
+use crate::backend::traefik_route::Route;
 use crate::backend::{ApplyReport, Listing, WriteFailure};
 use crate::error::BackendError;
 use crate::model::{Registration, RegistrationMap, bracket};
@@ -24,7 +30,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Private attribute holding the router rule.
-pub const RULE: &str = "rule";
+pub const RULE: &str = crate::backend::traefik_route::RULE;
 
 /// What a listing learned, for the writes that follow it.
 #[derive(Clone, Default)]
@@ -40,6 +46,8 @@ pub struct Seen {
 
 /// The exact keys rancon writes for one name.
 struct Keys {
+    /// `…/routers/<name>/`: every router key is below.
+    router: String,
     rule: String,
     service: String,
     /// `…/services/<name>/loadbalancer/servers/`: each server is `<i>/url` below.
@@ -49,6 +57,7 @@ struct Keys {
 impl Keys {
     fn new(root: &str, name: &str) -> Self {
         Self {
+            router: format!("{root}/http/routers/{name}/"),
             rule: format!("{root}/http/routers/{name}/rule"),
             service: format!("{root}/http/routers/{name}/service"),
             servers: format!("{root}/http/services/{name}/loadbalancer/servers/"),
@@ -57,6 +66,40 @@ impl Keys {
 
     fn server(&self, i: usize) -> String {
         format!("{}{i}/url", self.servers)
+    }
+
+    /// The router keys a route asks for besides `rule` and `service` (Traefik's KV provider
+    /// reference: `entrypoints/<i>`, `middlewares/<i>`, `tls`, `tls/certresolver`). TLS with
+    /// a resolver is the resolver's key alone: a `tls` key beside its own children is not a
+    /// shape the KV decoder is documented to take.
+    fn extras(&self, route: &Route) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, e) in route.entry_points.iter().enumerate() {
+            out.push((format!("{}entrypoints/{i}", self.router), e.clone()));
+        }
+        for (i, m) in route.middlewares.iter().enumerate() {
+            out.push((format!("{}middlewares/{i}", self.router), m.clone()));
+        }
+        match route.tls.as_ref().map(|t| &t.cert_resolver) {
+            None => {}
+            Some(None) => out.push((format!("{}tls", self.router), "true".into())),
+            Some(Some(r)) => out.push((format!("{}tls/certresolver", self.router), r.clone())),
+        }
+        out
+    }
+
+    /// Whether `key` has the shape of a router key `extras` writes.
+    fn is_extra(&self, key: &str) -> bool {
+        let Some(rest) = key.strip_prefix(&self.router) else {
+            return false;
+        };
+        let indexed = |p: &str| {
+            rest.strip_prefix(p)
+                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        };
+        matches!(rest, "tls" | "tls/certresolver")
+            || indexed("entrypoints/")
+            || indexed("middlewares/")
     }
 
     /// The `i` of a `servers/<i>/url` key rancon could have written.
@@ -356,15 +399,14 @@ async fn write_name(
                 "read traefik keys",
                 vec![],
                 vec![
-                    range_op(&keys.rule, false, true, 0),
-                    range_op(&keys.service, false, true, 0),
+                    range_op(&keys.router, true, true, 0),
                     range_op(&keys.servers, true, true, 0),
                 ],
                 vec![],
                 token,
             )
             .await?;
-        for i in 0..3 {
+        for i in 0..2 {
             for kv in txn_kvs(&t, i)? {
                 now.insert(kv.key.clone(), kv);
             }
@@ -394,22 +436,35 @@ async fn write_name(
     };
     // Order so that a reader between two transactions sees a working name: a new name's
     // router comes after all its servers, a removed name's router goes before its servers.
+    // The router's own keys come before `rule`, so a new router never shows without its
+    // middlewares (an auth middleware late by one transaction would expose the service).
+    let our_extras = || {
+        now.values()
+            .filter(|kv| ours(leases, kv) && keys.is_extra(&kv.key))
+    };
     let mut ops = Vec::new();
     let last = match regs {
         Some(regs) => {
             for (i, r) in regs.iter().enumerate() {
-                let url = format!("http://{}:{}", bracket(&r.address), r.port);
+                let scheme = Route::from_attrs(&r.private.attrs).scheme();
+                let url = format!("{scheme}://{}:{}", bracket(&r.address), r.port);
                 ops.push(put(&keys.server(i), &url)?);
             }
             for (_, kv) in our_servers().filter(|(i, _)| *i >= regs.len()) {
                 ops.push(delete(kv));
             }
-            let rule = regs
+            let route = regs
                 .first()
-                .and_then(|r| r.private.attrs.get(RULE))
-                .cloned()
+                .map(|r| Route::from_attrs(&r.private.attrs))
                 .unwrap_or_default();
-            ops.push(put(&keys.rule, &rule)?);
+            let extras = keys.extras(&route);
+            for kv in our_extras().filter(|kv| !extras.iter().any(|(k, _)| *k == kv.key)) {
+                ops.push(delete(kv));
+            }
+            for (k, v) in &extras {
+                ops.push(put(k, v)?);
+            }
+            ops.push(put(&keys.rule, &route.rule)?);
             ops.push(put(&keys.service, name)?);
             let stored: Vec<Stored> = regs.iter().map(|r| etcd.stored(r)).collect();
             let index = serde_json::to_string(&stored).map_err(|e| BackendError::Encode {
@@ -423,6 +478,9 @@ async fn write_name(
                 if let Some(kv) = now.get(key).filter(|kv| ours(leases, kv)) {
                     ops.push(delete(kv));
                 }
+            }
+            for kv in our_extras() {
+                ops.push(delete(kv));
             }
             for (_, kv) in our_servers() {
                 ops.push(delete(kv));
@@ -496,6 +554,44 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_router_keys_of_the_shapes_rancon_writes_are_its_extras() {
+        let k = Keys::new("traefik", "web");
+        let r = "traefik/http/routers/web/";
+        for ours in ["entrypoints/0", "middlewares/12", "tls", "tls/certresolver"] {
+            assert!(k.is_extra(&format!("{r}{ours}")), "{ours}");
+        }
+        for other in [
+            "rule",
+            "service",
+            "entrypoints/",
+            "middlewares/x",
+            "tls/options",
+            "tls/domains/0/main",
+            "priority",
+        ] {
+            assert!(!k.is_extra(&format!("{r}{other}")), "{other}");
+        }
+        assert!(!k.is_extra("traefik/http/routers/webx/tls"));
+        let route = Route {
+            entry_points: vec!["a".into(), "b".into()],
+            middlewares: vec!["m@file".into()],
+            tls: Some(crate::backend::traefik_route::Tls::default()),
+            ..Default::default()
+        };
+        let extras: Vec<String> = k.extras(&route).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            extras,
+            [
+                format!("{r}entrypoints/0=a"),
+                format!("{r}entrypoints/1=b"),
+                format!("{r}middlewares/0=m@file"),
+                format!("{r}tls=true"),
+            ]
+        );
+        assert!(extras.iter().all(|e| k.is_extra(e.split('=').next().unwrap())));
+    }
 
     #[test]
     fn only_the_server_url_keys_rancon_writes_are_taken_for_servers() {
