@@ -251,7 +251,10 @@ mod tests {
         let p = for_port(props, "1");
         assert_eq!(p.get("tag").map(String::as_str), Some("a"));
         assert!(!p.contains_key("name"));
-        assert!(!p.keys().any(|k| k.starts_with("port_9") || k.starts_with("port_8")));
+        assert!(
+            !p.keys()
+                .any(|k| k.starts_with("port_9") || k.starts_with("port_8"))
+        );
     }
 
     #[test]

@@ -20,8 +20,7 @@ async fn rancon(args: &[&str], env: &[(&str, &str)]) -> Output {
     tokio::task::spawn_blocking(move || {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"));
         for (k, _) in std::env::vars() {
-            if k.starts_with("CONSUL_") || k.starts_with("RANCON_") || k.starts_with("RANCHER_")
-            {
+            if k.starts_with("CONSUL_") || k.starts_with("RANCON_") || k.starts_with("RANCHER_") {
                 cmd.env_remove(k);
             }
         }
@@ -109,11 +108,7 @@ async fn basic_auth_from_the_environment_passes_the_proxy_and_stays_secret() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
     let url = c.url(0);
-    let out = rancon(
-        &["--config", &cfg, "--once"],
-        &[("CONSUL_HTTP_ADDR", &url)],
-    )
-    .await;
+    let out = rancon(&["--config", &cfg, "--once"], &[("CONSUL_HTTP_ADDR", &url)]).await;
     assert_ne!(out.status.code(), Some(0), "401 without the variable");
     assert!(c.agent_services(0).is_empty());
     let env = [
@@ -128,7 +123,11 @@ async fn basic_auth_from_the_environment_passes_the_proxy_and_stays_secret() {
     for o in [&out, &out2] {
         assert!(!text(o).contains("pa:ss-w0rd"), "{}", text(o));
     }
-    assert!(text(&out2).contains("http_auth = \"***\""), "{}", text(&out2));
+    assert!(
+        text(&out2).contains("http_auth = \"***\""),
+        "{}",
+        text(&out2)
+    );
 }
 
 /// `CONSUL_NAMESPACE` is `?ns=` on every request (api/api.go `newRequest`); Consul CE refuses
@@ -139,7 +138,10 @@ async fn the_namespace_goes_on_every_request_and_ce_refuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
     let url = c.url(0);
-    let env = [("CONSUL_HTTP_ADDR", url.as_str()), ("CONSUL_NAMESPACE", "team-a")];
+    let env = [
+        ("CONSUL_HTTP_ADDR", url.as_str()),
+        ("CONSUL_NAMESPACE", "team-a"),
+    ];
     let out = rancon(&["--config", &cfg, "--once"], &env).await;
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -240,7 +242,10 @@ url = "http://%HOST%:8500"
         p.display().to_string()
     };
     let internal = write("internal");
-    for args in [vec!["check", "--config", &internal], vec!["--config", &internal, "--once"]] {
+    for args in [
+        vec!["check", "--config", &internal],
+        vec!["--config", &internal, "--once"],
+    ] {
         let out = rancon(&args, &[]).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let t = text(&out);

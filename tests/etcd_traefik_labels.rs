@@ -75,7 +75,10 @@ port = 5432
     assert!(!r.failed(), "{r:?}");
     let skipped = &r.backends[0].skipped;
     assert_eq!(skipped.len(), 1, "{skipped:?}");
-    assert!(skipped[0].reason.contains("HTTP routers only"), "{skipped:?}");
+    assert!(
+        skipped[0].reason.contains("HTTP routers only"),
+        "{skipped:?}"
+    );
     assert_eq!(
         keys(&etcd, "traefik/").await,
         [
@@ -194,7 +197,10 @@ async fn a_new_routers_middlewares_come_before_its_rule() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|kv| b64.decode(kv["key"].as_str().unwrap()).unwrap() == format!("{prefix}{suffix}").as_bytes())
+            .find(|kv| {
+                b64.decode(kv["key"].as_str().unwrap()).unwrap()
+                    == format!("{prefix}{suffix}").as_bytes()
+            })
             .unwrap_or_else(|| panic!("{suffix} missing: {v}"))["create_revision"]
             .as_str()
             .unwrap()
@@ -202,7 +208,9 @@ async fn a_new_routers_middlewares_come_before_its_rule() {
             .unwrap()
     };
     let rule = created("rule");
-    let middlewares: Vec<i64> = (0..6).map(|i| created(&format!("middlewares/{i}"))).collect();
+    let middlewares: Vec<i64> = (0..6)
+        .map(|i| created(&format!("middlewares/{i}")))
+        .collect();
     assert!(
         middlewares.iter().all(|m| *m <= rule),
         "rule at {rule}, middlewares at {middlewares:?}"

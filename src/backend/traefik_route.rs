@@ -103,13 +103,17 @@ impl Route {
                     Protocol::Http => d.rule,
                     Protocol::Tcp => d.tcp_rule,
                 };
-                tpl.render(&ep.props).map_err(|e| format!("default rule: {e}"))?
+                tpl.render(&ep.props)
+                    .map_err(|e| format!("default rule: {e}"))?
             }
         };
         if rule.trim().is_empty() {
             return Err("the router rule is empty".into());
         }
-        if rule.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+        if rule
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != '\n')
+        {
             return Err("the router rule holds control characters".into());
         }
         let entry_points = match ep.props.get("entrypoints") {
@@ -389,7 +393,11 @@ mod tests {
         assert_eq!(Route::from_attrs(&full.attrs()), full);
         let tcp = route(
             1,
-            &[("protocol", "tcp"), ("tls_passthrough", "yes"), ("tls", "1")],
+            &[
+                ("protocol", "tcp"),
+                ("tls_passthrough", "yes"),
+                ("tls", "1"),
+            ],
         )
         .unwrap();
         assert_eq!(Route::from_attrs(&tcp.attrs()), tcp);

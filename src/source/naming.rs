@@ -89,8 +89,12 @@ impl Naming {
             .cloned()
             .unwrap_or_default();
         let label_props = labels::for_port(label_props, &port);
-        if label_props.get("ignore").is_some_and(|v| labels::is_true(v))
-            || label_props.get("enable").is_some_and(|v| labels::is_false(v))
+        if label_props
+            .get("ignore")
+            .is_some_and(|v| labels::is_true(v))
+            || label_props
+                .get("enable")
+                .is_some_and(|v| labels::is_false(v))
         {
             tracing::debug!(endpoint = %crate::model::describe(source, &base), "ignored by its labels");
             return Ok(None);

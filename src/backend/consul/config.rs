@@ -213,7 +213,9 @@ impl Component for ConsulBackendConfig {
             }
         }
         if let Some(ns) = &self.namespace
-            && !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             // Consul's namespace names are DNS-like (`acl.ValidateNamespaceName` in Enterprise).
             c.add(

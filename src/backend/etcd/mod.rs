@@ -19,15 +19,15 @@ mod wire;
 
 pub use config::{EtcdBackendConfig, EtcdLayout};
 
+use super::traefik_route::{Defaults, Protocol, Route};
 use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
 use crate::config::Common;
 use crate::config::secret::SecretSource;
-use super::traefik_route::{Defaults, Protocol, Route};
 use crate::error::{BackendError, BuildError, Skip, SkipKind};
-use crate::template::Template;
 use crate::labels::service_id;
 use crate::model::{Endpoint, Meta, Private, Registration, RegistrationMap};
 use crate::plan::Plan;
+use crate::template::Template;
 use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;

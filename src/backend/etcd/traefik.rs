@@ -580,7 +580,11 @@ mod tests {
             tls: Some(crate::backend::traefik_route::Tls::default()),
             ..Default::default()
         };
-        let extras: Vec<String> = k.extras(&route).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let extras: Vec<String> = k
+            .extras(&route)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         assert_eq!(
             extras,
             [
@@ -590,7 +594,11 @@ mod tests {
                 format!("{r}tls=true"),
             ]
         );
-        assert!(extras.iter().all(|e| k.is_extra(e.split('=').next().unwrap())));
+        assert!(
+            extras
+                .iter()
+                .all(|e| k.is_extra(e.split('=').next().unwrap()))
+        );
     }
 
     #[test]

@@ -191,7 +191,10 @@ impl TraefikFile {
                         },
                     );
                     let load_balancer = LoadBalancer { servers };
-                    dynamic.http.services.insert(name, Service { load_balancer });
+                    dynamic
+                        .http
+                        .services
+                        .insert(name, Service { load_balancer });
                 }
                 Protocol::Tcp => {
                     let servers = group
@@ -215,7 +218,10 @@ impl TraefikFile {
                         },
                     );
                     let load_balancer = TcpLoadBalancer { servers };
-                    dynamic.tcp.services.insert(name, TcpService { load_balancer });
+                    dynamic
+                        .tcp
+                        .services
+                        .insert(name, TcpService { load_balancer });
                 }
             }
         }
