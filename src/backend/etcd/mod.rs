@@ -15,6 +15,7 @@
 
 mod config;
 mod traefik;
+mod traefik_keys;
 mod wire;
 
 pub use config::{EtcdBackendConfig, EtcdLayout};
