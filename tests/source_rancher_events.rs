@@ -152,6 +152,27 @@ async fn events_update_the_view_without_a_listing() {
     assert_eq!(r.requests(), requests, "events cost no listing");
 }
 
+/// A change whose event arrives while a listing runs, after the listing read the service, is
+/// re-applied to the listing's view.
+#[tokio::test]
+async fn an_event_received_during_a_listing_is_kept() {
+    let (r, src, mut rx) = setup(2).await;
+    synced(&src, &mut rx).await;
+    *r.state.answer_delay.lock().unwrap() = Duration::from_millis(600);
+    let (listed, ()) = tokio::join!(src.fetch(), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.edit_service("1a5", "1s0", |s| {
+            s["launchConfig"]["labels"]["rancon.name"] = json!("during")
+        });
+    });
+    assert_eq!(
+        names(listed.ok()),
+        ["svc0@10000", "svc1@10001"],
+        "the listing read the rows before the change"
+    );
+    assert_eq!(names(src.current()), ["during@10000", "svc1@10001"]);
+}
+
 #[tokio::test]
 async fn a_change_made_while_disconnected_is_applied_after_the_reconnect() {
     let (r, src, mut rx) = setup(2).await;

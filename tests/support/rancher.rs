@@ -55,6 +55,8 @@ pub struct Inner {
     pub https: std::sync::atomic::AtomicBool,
     /// The event subscriptions and their switches.
     pub events: super::rancher_events::Hub,
+    /// How long a collection page waits between reading its rows and answering.
+    pub answer_delay: Mutex<std::time::Duration>,
 }
 
 /// A running double.
@@ -107,6 +109,7 @@ impl Rancher {
             max_limit: AtomicUsize::new(3000),
             https: std::sync::atomic::AtomicBool::new(false),
             events: Default::default(),
+            answer_delay: Mutex::default(),
         });
         let app = Router::new()
             .route("/{ver}/projects", get(projects_list))
@@ -438,6 +441,10 @@ async fn collection(
     else {
         return error(404, "NotFound");
     };
+    // The rows are read; the answer is late (a slow database or network): anything that
+    // changes meanwhile is not in this page.
+    let late = *st.answer_delay.lock().unwrap();
+    tokio::time::sleep(late).await;
     let v1 = ver == "v1";
     let stacks_name = if v1 { "environments" } else { "stacks" };
     let path = format!("/{ver}/projects/{pid}/{coll}");

@@ -463,6 +463,52 @@ fn private_port(spec: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
+    fn rules() -> Rules {
+        let common = crate::build::Config::default().common();
+        Rules {
+            source: "r".into(),
+            v1: false,
+            endpoints: EndpointKind::Public,
+            stacks: Filter::new(&[], &[]).unwrap(),
+            naming: Naming::new(&common, None, None).unwrap(),
+        }
+    }
+
+    fn svc(id: &str, state: &str) -> Resource {
+        let s = serde_json::json!({"id": id, "name": id, "state": state,
+            "launchConfig": {"labels": {"rancon": ""}},
+            "publicEndpoints": [{"ipAddress": "10.0.0.1", "port": 80}]});
+        Resource::Service(Box::new(serde_json::from_value(s).unwrap()))
+    }
+
+    #[test]
+    fn events_add_a_bounded_number_of_items_and_remove_only_what_says_gone() {
+        let rules = rules();
+        let mut v =
+            ProjectView::from_listing("p".into(), "e".into(), "stacks", vec![], vec![], vec![])
+                .unwrap();
+        let count = |v: &ProjectView| {
+            let (mut eps, mut sk) = (vec![], vec![]);
+            v.endpoints(&rules, &mut eps, &mut sk);
+            eps.len()
+        };
+        for i in 0..MAX_ADDED {
+            assert_eq!(
+                v.apply(&rules, &svc(&format!("1s{i}"), "active")),
+                Applied::Changed
+            );
+        }
+        assert_eq!(
+            v.apply(&rules, &svc("1s-extra", "active")),
+            Applied::Overflow
+        );
+        assert_eq!(count(&v), MAX_ADDED);
+        // The same again changes nothing; a known one may still change.
+        assert_eq!(v.apply(&rules, &svc("1s0", "active")), Applied::Unchanged);
+        assert_eq!(v.apply(&rules, &svc("1s0", "removed")), Applied::Changed);
+        assert_eq!(count(&v), MAX_ADDED - 1);
+    }
+
     #[test]
     fn private_ports_from_compose_specs() {
         assert_eq!(private_port("8080:80/tcp"), Some(80));
