@@ -31,6 +31,8 @@ impl Consul {
                 .iter()
                 .map(|t| tpl("tag", t))
                 .collect::<Result<_, _>>()?,
+            lowercase_tags: cfg.lowercase_tags,
+            marker_meta: cfg.marker_meta,
             meta: cfg
                 .meta
                 .iter()

@@ -67,6 +67,16 @@ pub struct ConsulBackendConfig {
     /// Tag templates added to every registration (besides labels `rancon.tag` / `rancon.tags`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Lower-case every tag (from labels and from `tags`), as the original rancon 0.x did;
+    /// the original command line sets it, so an upgrade rewrites no registration.
+    #[serde(default)]
+    pub lowercase_tags: bool,
+    /// Also mark registrations with meta `rancon-owner` and `external-source = "rancon"`
+    /// (Consul's UI shows the latter). Ownership is the tag `rancon-<owner>` either way. The
+    /// original command line turns this off: the old tool wrote no meta, so an upgrade
+    /// rewrites nothing.
+    #[serde(default = "yes")]
+    pub marker_meta: bool,
     /// Service meta templates (besides labels `rancon.meta.K`); keys are sanitised to Consul's
     /// allowed characters.
     #[serde(default)]
@@ -122,6 +132,8 @@ impl Default for ConsulBackendConfig {
             address: default_node_address(),
             id: default_id(),
             tags: vec![],
+            lowercase_tags: false,
+            marker_meta: true,
             meta: BTreeMap::new(),
             check: CheckMode::None,
             check_ttl: None,
@@ -147,6 +159,10 @@ fn default_node() -> String {
 
 fn default_node_address() -> String {
     "127.0.0.1".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_id() -> String {
