@@ -45,6 +45,26 @@ pub fn client_on(
     tls: &ClientTls,
     unix_socket: Option<&Path>,
 ) -> Result<reqwest::Client, HttpSetupError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = unix_socket {
+        builder = builder.unix_socket(path);
+    }
+    builder
+        .tls_backend_preconfigured(tls_config(tls)?)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(64)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| HttpSetupError::Tls(e.to_string()))
+}
+
+/// What rancon calls itself in requests.
+pub const USER_AGENT: &str = concat!("rancon/", env!("CARGO_PKG_VERSION"));
+
+/// The rustls settings of `tls` (CA, server name, mTLS, insecure): the one TLS setup of every
+/// client, HTTP or WebSocket.
+pub fn tls_config(tls: &ClientTls) -> Result<rustls::ClientConfig, HttpSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -91,18 +111,7 @@ pub fn client_on(
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut builder = reqwest::Client::builder();
-    if let Some(path) = unix_socket {
-        builder = builder.unix_socket(path);
-    }
-    builder
-        .tls_backend_preconfigured(config)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(64)
-        .user_agent(concat!("rancon/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| HttpSetupError::Tls(e.to_string()))
+    Ok(config)
 }
 
 /// The retry policy for transient failures (connection errors, timeouts, 5xx, 429) within a
