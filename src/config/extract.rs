@@ -41,14 +41,14 @@ pub fn extract<S: Component, B: Component>(
             (_, value) => {
                 // Alone, a key's mistakes are its own (the others keep their defaults).
                 let alone = Value::Dict(Tag::Default, Dict::from([(key.clone(), value.clone())]));
-                match alone.deserialize::<Config<S, B>>() {
-                    Ok(_) => {
-                        rest.insert(key, value);
-                    }
-                    Err(e) => {
+                let errors = every_error(alone, &|v| v.deserialize::<Config<S, B>>().map(drop));
+                if errors.is_empty() {
+                    rest.insert(key, value);
+                } else {
+                    for e in errors {
                         problems.extend(problems_at(figment, &[], e));
-                        unloaded.insert(key);
                     }
+                    unloaded.insert(key);
                 }
             }
         }
@@ -82,13 +82,69 @@ fn read_all<C: Component>(
             Ok(c) => {
                 out.insert(name, c);
             }
-            Err(e) => {
-                problems.extend(problems_at(figment, &[table.into(), name.clone()], e));
+            Err(_) => {
+                let at = [table.to_string(), name.clone()];
+                for e in every_error(value, &|v| C::from_value(v).map(drop)) {
+                    problems.extend(problems_at(figment, &at, e));
+                }
                 unloaded.insert(format!("{table}.{name}"));
             }
         }
     }
     out
+}
+
+/// Every independent error of reading `value`: serde stops at the first, so the value it
+/// names is taken out and the rest read again, until it reads or an error names no value
+/// that can be taken out (the whole value, a list item, a required field already reported).
+fn every_error(
+    mut value: Value,
+    read: &dyn Fn(&Value) -> Result<(), figment::Error>,
+) -> Vec<figment::Error> {
+    let mut errors = Vec::new();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    while let Err(e) = read(&value) {
+        let again = |r: &Vec<String>| match &e.kind {
+            Kind::MissingField(f) => r.starts_with(&e.path) && r[e.path.len()..] == [f.to_string()],
+            _ => *r == e.path,
+        };
+        if removed.iter().any(again) {
+            break;
+        }
+        let path = e.path.clone();
+        errors.push(e);
+        if errors.len() > 1000 || !take_out(&mut value, &path) {
+            break;
+        }
+        removed.push(path);
+    }
+    errors
+}
+
+/// Removes the table entry at `path`; false when `path` names no entry (a list item is left:
+/// taking it out would move the positions errors name).
+fn take_out(value: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for p in parents {
+        node = match node {
+            Value::Dict(_, d) => match d.get_mut(p) {
+                Some(v) => v,
+                None => return false,
+            },
+            Value::Array(_, a) => match p.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Dict(_, d) => d.remove(last).is_some(),
+        _ => false,
+    }
 }
 
 /// A `type`-tagged component in two steps: its `type` (one of `T`'s), then the rest of its

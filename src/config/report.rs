@@ -132,9 +132,18 @@ pub fn problems_at(figment: &Figment, prefix: &[String], err: figment::Error) ->
             let message = match &e.kind {
                 Kind::UnknownField(_, expected) => unknown("key", path.last(), expected),
                 Kind::UnknownVariant(v, expected) => unknown("value", Some(v), expected),
+                Kind::MissingField(_) => "missing: this key is required".into(),
                 k => without_source_lines(&k.to_string()),
             };
-            let (key, mut origin) = locate(figment, &path);
+            let (mut key, mut origin) = locate(figment, &path);
+            if let Kind::MissingField(field) = &e.kind {
+                // Named at the key itself; its table tells where it should have been.
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
             if path.is_empty() {
                 // Errors of the layers themselves (a TOML syntax error) name their provider.
                 origin = e

@@ -42,16 +42,16 @@ const STANDARD_FORMATS: &[&str] = &[
 pub struct HumanDuration;
 
 impl JsonSchema for HumanDuration {
-    fn inline_schema() -> bool {
-        true
-    }
-
     fn schema_name() -> Cow<'static, str> {
-        "HumanDuration".into()
+        "Duration".into()
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": DURATION_PATTERN })
+        json_schema!({
+            "description": "A duration: a number and a unit, repeated (`30s`, `2m`, `1h 30m`, `1.5s`).",
+            "type": "string",
+            "pattern": DURATION_PATTERN
+        })
     }
 }
 
