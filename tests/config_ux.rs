@@ -306,29 +306,35 @@ sources = ["s", "gone"]
 "#
         ),
     );
-    let r = run(rancon().args(["check", "--config", &bad]));
-    assert_eq!(r.code, Some(78));
+    let check = run(rancon().args(["check", "--config", &bad]));
     assert!(
-        r.stdout.contains("✗ load") && r.stdout.contains("✗ validate"),
+        check.stdout.contains("✗ load") && check.stdout.contains("✗ validate"),
         "{}",
-        r.stdout
+        check.stdout
     );
-    let keys: Vec<&str> = problems(&r.stderr)
-        .iter()
-        .map(|p| p.split(':').next().unwrap())
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "interval",
-            "sources.s.services[0].port",
-            "owner",
-            "backends.t.sources[1]",
-            "backends.t.default_rule",
-        ],
-        "the unreadable source is not also reported as missing: {}",
-        r.stderr
-    );
+    // `check` and every other command (`run` loads the same way, and so does SIGHUP).
+    for r in [
+        check,
+        run(rancon().args(["--config", &bad, "run", "--once"])),
+    ] {
+        assert_eq!(r.code, Some(78));
+        let keys: Vec<&str> = problems(&r.stderr)
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "interval",
+                "sources.s.services[0].port",
+                "owner",
+                "backends.t.sources[1]",
+                "backends.t.default_rule",
+            ],
+            "the unreadable source is not also reported as missing: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]

@@ -151,7 +151,7 @@ fn take_out(value: &mut Value, path: &[String]) -> bool {
 /// table for the variant to read. serde reads a tagged enum through a buffer that forgets
 /// where it is, so its errors would name only the component; the variant's own struct names
 /// the field (`backends.c.tls.ca_file`).
-pub fn tagged<T: JsonSchema>(value: &Value) -> Result<(String, Value), figment::Error> {
+pub fn tagged<T: JsonSchema + 'static>(value: &Value) -> Result<(String, Value), figment::Error> {
     let kinds = super::schema::kinds::<T>();
     let Value::Dict(tag, dict) = value else {
         return Err(Kind::InvalidType(value.to_actual(), "a table with a `type`".into()).into());

@@ -94,10 +94,12 @@ pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    let keys = Keys::new(&schema::schema_for::<Config<S, B>>());
     let texts: Vec<raw::Text> = env.into_iter().chain(sets).collect();
-    for layer in raw::layers(&texts, &keys, &fig) {
-        fig = fig.merge(layer);
+    if !texts.is_empty() {
+        let keys = Keys::new(&schema::schema_for::<Config<S, B>>());
+        for layer in raw::layers(&texts, &keys, &fig) {
+            fig = fig.merge(layer);
+        }
     }
     Ok(fig)
 }

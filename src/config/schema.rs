@@ -3,7 +3,10 @@
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value as Json;
+use std::any::TypeId;
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// A duration as humantime reads it (`"30s"`, `"1h 30m"`, `"1.5s"`).
 pub const DURATION_PATTERN: &str = r"^\s*(?:[0-9]+(?:\.[0-9]+)?\s*(?:nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)\s*)+$";
@@ -200,15 +203,23 @@ impl Keys {
     }
 }
 
-/// The `type` values of a tagged enum's schema (`oneOf` variants with a `type` const).
-pub fn kinds<T: JsonSchema>() -> Vec<String> {
-    let schema = schema_for::<T>();
-    let keys = Keys::new(&schema);
-    keys.expand(&[&keys.root], &[], &|_| None)
-        .iter()
-        .filter_map(|n| n.pointer("/properties/type/const")?.as_str())
-        .map(str::to_string)
-        .collect()
+/// The `type` values of a tagged enum's schema (`oneOf` variants with a `type` const),
+/// computed once per type.
+pub fn kinds<T: JsonSchema + 'static>() -> Vec<String> {
+    static KINDS: LazyLock<Mutex<HashMap<TypeId, Vec<String>>>> = LazyLock::new(Default::default);
+    let mut known = KINDS.lock().unwrap_or_else(|p| p.into_inner());
+    known
+        .entry(TypeId::of::<T>())
+        .or_insert_with(|| {
+            let schema = schema_for::<T>();
+            let keys = Keys::new(&schema);
+            keys.expand(&[&keys.root], &[], &|_| None)
+                .iter()
+                .filter_map(|n| n.pointer("/properties/type/const")?.as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .clone()
 }
 
 /// A map key as given, or lower-cased when the map's names must match a pattern that only the
