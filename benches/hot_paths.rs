@@ -41,15 +41,40 @@ fn benches(c: &mut Criterion) {
         b.iter(|| t.render(black_box(&props)).unwrap())
     });
 
-    let labels: BTreeMap<String, String> = (0..20)
+    // What a round runs per endpoint: label selection, then every label value rendered as a
+    // template against the service's properties, then the name template.
+    let labels: BTreeMap<String, String> = (0..18)
         .map(|i| (format!("io.rancher.label{i}"), "x".into()))
         .chain([
-            ("rancon.name".into(), "%NAME%".into()),
-            ("rancon.tags".into(), "a,b".into()),
+            ("rancon.name".into(), "%NAME%-%STACK%".into()),
+            ("rancon.tags".into(), "web,%STACK%".into()),
+            ("rancon.meta.team".into(), "%ENVIRONMENT%".into()),
+            ("rancon.check.http".into(), "/health".into()),
         ])
         .collect();
-    c.bench_function("labels_select_22", |b| {
-        b.iter(|| rancon::labels::select(black_box(&labels), "rancon"))
+    let common = rancon::config::Config::<(), ()>::default().common();
+    let naming = rancon::source::Naming::new(&common, None, None).unwrap();
+    let base: Props = [
+        ("name", "web"),
+        ("stack", "shop"),
+        ("environment", "prod"),
+        ("host", "10.0.0.1"),
+        ("port", "8080"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    c.bench_function("endpoint_22_labels_4_templated", |b| {
+        b.iter(|| {
+            naming
+                .endpoint(
+                    "rancher",
+                    black_box(base.clone()),
+                    black_box(&labels),
+                    false,
+                )
+                .unwrap()
+        })
     });
 
     let actual = regs(10_000, 0);

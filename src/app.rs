@@ -493,6 +493,7 @@ async fn one_round_in(
             deregistered = t.deregistered,
             unchanged = t.unchanged,
             failed_writes = t.failed,
+            write_ms = t.write_ms,
             dry_run = opts.dry_run,
             "round failed (see the errors above)"
         );
@@ -503,52 +504,13 @@ async fn one_round_in(
             deregistered = t.deregistered,
             unchanged = t.unchanged,
             failed_writes = t.failed,
+            write_ms = t.write_ms,
             dry_run = opts.dry_run,
             "round done"
         );
     }
     if opts.dry_run {
-        print_plan(&report, output);
+        crate::report_print::print_plan(&report, output);
     }
     report
-}
-
-fn print_plan(report: &RoundReport, output: Output) {
-    if output == Output::Json {
-        crate::say!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
-        return;
-    }
-    for b in &report.backends {
-        crate::say!("backend {}:", b.backend);
-        if let Some(e) = b.error_text() {
-            crate::say!("  ! {}", clean(&e));
-        }
-        for s in &b.skipped {
-            crate::say!(
-                "  ? {} ({}): {}",
-                clean(&s.endpoint),
-                s.kind.as_str(),
-                clean(&s.reason)
-            );
-        }
-        let Some(p) = &b.plan else { continue };
-        for r in p.register.values() {
-            crate::say!("  + {}", describe(r));
-        }
-        for r in p.update.values() {
-            crate::say!("  ~ {}", describe(r));
-        }
-        for id in &p.deregister {
-            crate::say!("  - {}", clean(id));
-        }
-        crate::say!("  = {} unchanged", p.unchanged);
-    }
-}
-
-/// `id name address:port`, printable whatever the data holds.
-pub fn describe(r: &crate::model::Registration) -> String {
-    clean(&format!("{} {} {}:{}", r.id, r.name, r.address, r.port)).into_owned()
 }

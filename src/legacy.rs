@@ -129,6 +129,10 @@ impl LegacyCli {
         let mut sets = vec![
             "sources.rancher.type=rancher".to_string(),
             "backends.consul.type=consul".to_string(),
+            // The original tool lower-cased every tag, as it did names and ids…
+            "backends.consul.lowercase_tags=true".to_string(),
+            // …and wrote no meta: without ours, its registrations are already what we want.
+            "backends.consul.marker_meta=false".to_string(),
             format!("interval={wait}s"),
         ];
         let source_opts = if self.source_opts.is_empty() {

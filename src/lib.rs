@@ -19,6 +19,7 @@ pub mod model;
 pub mod output;
 pub mod plan;
 pub mod purge;
+pub mod report_print;
 pub mod serve;
 pub mod source;
 pub mod template;

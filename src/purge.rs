@@ -55,7 +55,7 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
         plan.actual.len()
     );
     for r in plan.actual.values() {
-        crate::say!("  - {}", crate::app::describe(r));
+        crate::say!("  - {}", crate::report_print::describe(r));
     }
     if !args.yes && !confirm() {
         eprintln!("not confirmed; nothing deregistered (use --yes to skip the question)");

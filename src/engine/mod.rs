@@ -416,7 +416,9 @@ impl Pipeline {
             tracing::debug!(backend = name, writes = p.writes(), "standby: not writing");
         }
         if !opts.dry_run && !standby {
+            let writing = Instant::now();
             let report = be.apply(&unchanged, &actual, &p).await;
+            out.write_time = writing.elapsed();
             let failed: BTreeSet<&str> = report.failed.iter().map(|f| f.id.as_str()).collect();
             let ok = |id: &String| !failed.contains(id.as_str());
             for (id, reg) in p.register.iter().filter(|(id, _)| ok(id)) {

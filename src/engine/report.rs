@@ -61,6 +61,10 @@ pub struct BackendOutcome {
     pub guard_tripped: bool,
     /// Endpoints this backend could not render (bad template, port, label), with reasons.
     pub skipped: Vec<Skip>,
+    /// How long `apply` took (zero when nothing was applied): the write phase, timed inside
+    /// rancon so benches measure it directly.
+    #[serde(skip)]
+    pub write_time: std::time::Duration,
 }
 
 fn failures_text<S: serde::Serializer>(f: &[BackendFailure], s: S) -> Result<S::Ok, S::Error> {
@@ -109,6 +113,8 @@ pub struct Totals {
     pub unchanged: usize,
     /// Writes that failed.
     pub failed: usize,
+    /// The longest write phase of any backend, in milliseconds.
+    pub write_ms: u64,
 }
 
 impl RoundReport {
@@ -134,6 +140,7 @@ impl RoundReport {
                 t.unchanged += p.unchanged;
             }
             t.failed += b.failed.len();
+            t.write_ms = t.write_ms.max(b.write_time.as_millis() as u64);
         }
         t
     }

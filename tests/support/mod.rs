@@ -1,5 +1,6 @@
 //! In-repo test doubles of the servers rancon talks to.
 
+pub mod bench;
 pub mod consul;
 pub mod consul_setup;
 pub mod etcd;
