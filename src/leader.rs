@@ -35,6 +35,7 @@ pub fn check(cfg: &Config, c: &mut Collector<'_>) {
                 l.backend
             ),
         ),
+        None if c.unloaded(&format!("backends.{}", l.backend)) => {}
         _ => c.add(
             "leader.backend",
             format!(

@@ -51,6 +51,16 @@ pub enum SourceConfig {
 }
 
 impl Component for SourceConfig {
+    fn from_value(value: &figment::value::Value) -> Result<Self, figment::Error> {
+        let (kind, body) = crate::config::tagged::<Self>(value)?;
+        match kind.as_str() {
+            "static" => body.deserialize().map(SourceConfig::Static),
+            "rancher" => body.deserialize().map(SourceConfig::Rancher),
+            // A kind without an arm here still reads, through serde (errors less precise).
+            _ => value.deserialize(),
+        }
+    }
+
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
         match self {
             SourceConfig::Static(s) => s.validate(key, common, c),

@@ -42,6 +42,7 @@ pub struct ConsulBackendConfig {
     /// endpoint with the agent on its own host. Env fallback: `CONSUL_HTTP_ADDR` (`https://`
     /// with `CONSUL_HTTP_SSL=true`); default `http://127.0.0.1:8500`.
     #[serde(default)]
+    #[schemars(pattern(crate::config::schema::HTTP_URL_PATTERN))]
     pub url: String,
     /// ACL token sent as `X-Consul-Token`. Env fallback: `CONSUL_HTTP_TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,7 +100,7 @@ pub struct ConsulBackendConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
     pub check_ttl: Option<Duration>,
     /// Let Consul deregister a service whose checks stayed critical this long (minimum 1m),
     /// e.g. after rancon stopped refreshing its TTL check.
@@ -108,21 +109,23 @@ pub struct ConsulBackendConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
     pub check_deregister_after: Option<Duration>,
     /// TLS for https URLs: custom CA, client certificate (mTLS), server name, insecure.
     #[serde(default)]
     pub tls: ClientTls,
     /// How many writes run at once.
     #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 1024))]
     pub concurrency: usize,
     /// Timeout of each request.
     #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     pub timeout: Duration,
     /// When `url` has placeholders: an agent (no placeholders) whose catalog tells which agents
     /// hold this owner's registrations. Default: ask the agents of this round's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(url, pattern(crate::config::schema::HTTP_URL_PATTERN))]
     pub discovery_url: Option<String>,
     /// Names of the sources this backend reads (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]

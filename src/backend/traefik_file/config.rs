@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub struct TraefikFileConfig {
     /// Output file; `.toml`, `.yaml` or `.yml` picks the format. Written atomically, and only
     /// when its content changes.
+    #[schemars(pattern(r"\.(?:toml|ya?ml)$"))]
     pub path: PathBuf,
     /// Router rule template used when a service has no `rule` property (label `rancon.rule`).
     #[serde(default = "default_rule")]
