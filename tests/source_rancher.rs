@@ -555,3 +555,36 @@ async fn an_error_body_echoing_the_credentials_is_scrubbed() {
     assert!(msg.contains("bad request"), "{msg}");
     assert!(!msg.contains("sk-secret") && !msg.contains(&basic), "{msg}");
 }
+
+/// An answer that announces no length (read until the server closes) is capped too: the
+/// limit holds while reading, not only against `Content-Length`.
+#[tokio::test]
+async fn an_unannounced_body_over_max_response_size_fails_the_listing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf).await;
+            let _ = c
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"data\":[")
+                .await;
+            let filler = vec![b' '; 16 << 10];
+            for _ in 0..16 {
+                if c.write_all(&filler).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut common = Config::default().common();
+    common.max_response_size = 64 << 10;
+    let c = cfg(format!("http://{addr}/v2-beta/projects/1a5"));
+    let err = RancherSource::new("rancher", &c, &common)
+        .unwrap()
+        .fetch()
+        .await
+        .expect_err("over the cap");
+    assert!(err.to_string().contains("max_response_size"), "{err}");
+}
