@@ -4,6 +4,7 @@
 pub mod consul;
 pub mod etcd;
 pub mod traefik_file;
+pub mod traefik_route;
 
 use crate::config::{Collector, Common, Component};
 use crate::error::{BackendError, BuildError, Skip, SkipKind};
