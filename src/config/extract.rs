@@ -1,6 +1,10 @@
 //! Shape checks: the layered values read into `Config`, one top-level key and one component at
 //! a time, so every independent mistake is reported once, keyed by its full path.
 
+// `figment::Error` is figment's own (large) type; these run once at start-up, so boxing it
+// would only add noise.
+#![allow(clippy::result_large_err)]
+
 use super::report::{ConfigError, Problem, problems_at};
 use super::{Component, Config};
 use figment::Figment;

@@ -32,6 +32,7 @@ pub trait Component: Clone + Debug + PartialEq + Serialize + DeserializeOwned + 
     /// Reads the component from its table (default: serde). A `type`-tagged enum overrides it
     /// to read `type` first and then its variant's own struct (`tagged`), so an error names
     /// the field inside the component, not just the component.
+    #[allow(clippy::result_large_err)] // figment's own error type; start-up only.
     fn from_value(value: &figment::value::Value) -> Result<Self, figment::Error> {
         value.deserialize()
     }
