@@ -5,6 +5,7 @@ use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::engine::{Pipeline, RoundOptions, RoundReport, Scope};
+use crate::implied::ImpliedComponent;
 use crate::output::clean;
 use crate::serve::{self, Status};
 use crate::wakes::{DEBOUNCE, EventBook, start_watches};
@@ -23,9 +24,16 @@ fn load_options(args: &ConfigArgs) -> LoadOptions {
     }
 }
 
+/// Loads the configuration, with the components the environment implies (zero-config start).
+pub fn load(args: &ConfigArgs) -> Result<(Loaded, Vec<ImpliedComponent>), ConfigError> {
+    let mut loaded: Loaded = config::load(&load_options(args))?;
+    let implied = crate::implied::zero_config(&mut loaded.config, &crate::implied::env_var);
+    Ok((loaded, implied))
+}
+
 /// Loads and validates the configuration (the top level, each component, the leader).
 pub fn load_valid(args: &ConfigArgs) -> Result<Loaded, ConfigError> {
-    let loaded = config::load(&load_options(args))?;
+    let (loaded, _) = load(args)?;
     validate(&loaded)?;
     Ok(loaded)
 }
@@ -44,11 +52,32 @@ pub fn schema() -> String {
 
 /// `rancon check`: prints a ✓/✗ report; 0 when valid, 78 when not.
 pub async fn check(args: &CheckArgs) -> ExitCode {
-    let loaded: Loaded = match config::load(&load_options(&args.config)) {
+    let (loaded, implied) = match load(&args.config) {
         Ok(l) => l,
         Err(e) => return config_failed("load", &e),
     };
     crate::say!("✓ loaded");
+    for i in &implied {
+        crate::say!(
+            "· implied {} (type {}) by {} (zero-config start: no source or backend configured)",
+            i.key,
+            i.kind,
+            i.because.join(", ")
+        );
+    }
+    for f in crate::implied::conventional_origins(&loaded, &crate::implied::env_var) {
+        let fields = if f.fields.is_empty() {
+            "nothing".to_string()
+        } else {
+            f.fields.join(", ")
+        };
+        let vars = if f.vars.is_empty() {
+            "defaults".to_string()
+        } else {
+            format!("env {}", f.vars.join(", "))
+        };
+        crate::say!("· {}: {fields} from {vars}", f.key);
+    }
     if let Err(e) = validate(&loaded) {
         return config_failed("validate", &e);
     }
@@ -131,8 +160,8 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
     let url = match &args.url {
         Some(u) => u.clone(),
         None => {
-            let loaded: Loaded = match config::load(&load_options(&args.config)) {
-                Ok(l) => l,
+            let loaded: Loaded = match load(&args.config) {
+                Ok((l, _)) => l,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(EXIT_CONFIG);

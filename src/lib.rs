@@ -11,6 +11,7 @@ pub mod consul;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod implied;
 pub mod labels;
 pub mod leader;
 pub mod legacy;
