@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// Exit code for an invalid configuration (EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
-fn load_options(args: &ConfigArgs) -> LoadOptions {
+/// What the command line says about where configuration comes from.
+pub fn load_options(args: &ConfigArgs) -> LoadOptions {
     LoadOptions {
         file: args.config.clone(),
         sets: args.sets.clone(),
@@ -150,7 +151,7 @@ pub fn resolved(raw: &Config) -> String {
 
 fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
     crate::say!("✗ {stage}");
-    eprintln!("error: {e}");
+    crate::logging::fatal_config(e);
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -163,12 +164,15 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
             let loaded: Loaded = match load(&args.config) {
                 Ok((l, _)) => l,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    crate::logging::fatal_config(&e);
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
             let Some(mut addr) = loaded.config.http.serve_on() else {
-                eprintln!("error: http.listen is not set: this configuration serves no /health");
+                crate::logging::fatal(
+                    "http.listen is not set: this configuration serves no /health",
+                    &[],
+                );
                 return ExitCode::from(EXIT_CONFIG);
             };
             if addr.ip().is_unspecified() {
@@ -180,7 +184,7 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
     let client = match crate::http::client(Duration::from_secs(5), &Default::default()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::fatal(&e.to_string(), &[]);
             return ExitCode::FAILURE;
         }
     };
@@ -208,14 +212,14 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     let (loaded, mut pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::fatal_config(&e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     let leader = match leader(&loaded.config) {
         Ok(l) => l.map(Arc::new),
         Err(e) => {
-            eprintln!("error: leader: {e}");
+            crate::logging::fatal(&format!("leader: {e}"), &[]);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -244,7 +248,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     if let Some(addr) = config.http.serve_on()
         && let Err(e) = serve::spawn(addr, status.clone()).await
     {
-        eprintln!("error: cannot listen on {addr} (http.listen): {e}");
+        crate::logging::fatal(&format!("cannot listen on {addr} (http.listen): {e}"), &[]);
         return ExitCode::FAILURE;
     }
     let elector = leader.clone().map(|l| {
@@ -258,7 +262,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot install signal handlers: {e}");
+            crate::logging::fatal(&format!("cannot install signal handlers: {e}"), &[]);
             return ExitCode::FAILURE;
         }
     };
@@ -489,6 +493,7 @@ async fn one_round_in(
     scope: &Scope,
 ) -> RoundReport {
     let report = pipeline.round_in(opts, scope).await;
+    crate::report_print::log_decisions(&report);
     let t = report.totals();
     if report.failed() {
         // A failed listing writes nothing, so `failed_writes` can be 0: say the round failed.

@@ -103,8 +103,8 @@ pub struct RunArgs {
     /// Deregister even when the max_deregister_fraction guard would stop it.
     #[arg(long)]
     pub force: bool,
-    /// Format of the dry-run plan.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Format of the dry-run plan (only with --dry-run: a usage error without it).
+    #[arg(long, value_enum, default_value_t = Output::Text, requires = "dry_run")]
     pub output: Output,
 }
 
@@ -132,15 +132,16 @@ pub enum Output {
 /// Logging options.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
-    /// More log output (-v debug, -vv trace).
+    /// More log output: -v rancon's decisions (debug), -vv trace; dependencies stay at warn
+    /// until -vvv (debug) and -vvvv (trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Less log output (warnings and errors only).
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    /// Log line format (default: `RANCON_LOG_FORMAT`, then the `log.format` key, then text).
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Log line format.

@@ -82,66 +82,55 @@ pub struct Filled {
 /// with a `var` that records what it was asked and answered.
 pub fn conventional_origins(loaded: &Loaded, var: &dyn Fn(&str) -> Option<String>) -> Vec<Filled> {
     let bare: Config = loaded.figment.extract().unwrap_or_default();
-    let mut out = Vec::new();
-    let mut one =
-        |key: String,
-         before: toml::Value,
-         fill: &mut dyn FnMut(&dyn Fn(&str) -> Option<String>) -> toml::Value| {
-            let used = std::cell::RefCell::new(Vec::<String>::new());
-            let recording = |k: &str| {
-                let v = var(k);
-                if v.is_some() && !used.borrow().iter().any(|u| u == k) {
-                    used.borrow_mut().push(k.to_string());
-                }
-                v
-            };
-            let after = fill(&recording);
-            let fields = changed(&before, &after, "");
-            let vars = used.into_inner();
-            if !fields.is_empty() || !vars.is_empty() {
-                out.push(Filled { key, fields, vars });
-            }
-        };
-    for (name, final_cfg) in &loaded.config.sources {
-        // Implied components were not in the layers: they start from their type's defaults.
-        let mut c = bare
+    // Implied components were not in the layers: they start from their type's defaults.
+    let sources = loaded.config.sources.iter().map(|(name, c)| {
+        let before = bare
             .sources
             .get(name)
             .cloned()
-            .unwrap_or_else(|| bare_like_source(final_cfg));
-        let before = toml::Value::try_from(&c).unwrap_or(toml::Value::Boolean(false));
-        one(format!("sources.{name}"), before, &mut |v| {
-            c.conventional_env(v);
-            toml::Value::try_from(&c).unwrap_or(toml::Value::Boolean(false))
-        });
-    }
-    for (name, final_cfg) in &loaded.config.backends {
-        let mut c = bare
+            .unwrap_or_else(|| bare_of(c));
+        filled(format!("sources.{name}"), before, var)
+    });
+    let backends = loaded.config.backends.iter().map(|(name, c)| {
+        let before = bare
             .backends
             .get(name)
             .cloned()
-            .unwrap_or_else(|| bare_like_backend(final_cfg));
-        let before = toml::Value::try_from(&c).unwrap_or(toml::Value::Boolean(false));
-        one(format!("backends.{name}"), before, &mut |v| {
-            c.conventional_env(v);
-            toml::Value::try_from(&c).unwrap_or(toml::Value::Boolean(false))
-        });
-    }
-    out
+            .unwrap_or_else(|| bare_of(c));
+        filled(format!("backends.{name}"), before, var)
+    });
+    sources.chain(backends).flatten().collect()
 }
 
-/// A component of the same type with every field at its default.
-fn bare_like_source(c: &SourceConfig) -> SourceConfig {
-    bare_of(c).unwrap_or_else(|| c.clone())
+/// What `conventional_env` fills in `component`, and the variables it read that are set.
+fn filled<C: Component>(
+    key: String,
+    mut component: C,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Option<Filled> {
+    let used = std::cell::RefCell::new(Vec::<String>::new());
+    let recording = |k: &str| {
+        let v = var(k);
+        if v.is_some() && !used.borrow().iter().any(|u| u == k) {
+            used.borrow_mut().push(k.to_string());
+        }
+        v
+    };
+    let as_toml = |c: &C| toml::Value::try_from(c).unwrap_or(toml::Value::Boolean(false));
+    let before = as_toml(&component);
+    component.conventional_env(&recording);
+    let fields = changed(&before, &as_toml(&component), "");
+    let vars = used.into_inner();
+    (!fields.is_empty() || !vars.is_empty()).then_some(Filled { key, fields, vars })
 }
 
-fn bare_like_backend(c: &BackendConfig) -> BackendConfig {
-    bare_of(c).unwrap_or_else(|| c.clone())
-}
-
-fn bare_of<T: serde::Serialize + serde::de::DeserializeOwned>(c: &T) -> Option<T> {
-    let kind = serde_json::to_value(c).ok()?.get("type")?.clone();
-    serde_json::from_value(serde_json::json!({ "type": kind })).ok()
+/// A component of the same type with every field at its default (itself if that fails).
+fn bare_of<T: Clone + serde::Serialize + serde::de::DeserializeOwned>(c: &T) -> T {
+    let bare = || {
+        let kind = serde_json::to_value(c).ok()?.get("type")?.clone();
+        serde_json::from_value(serde_json::json!({ "type": kind })).ok()
+    };
+    bare().unwrap_or_else(|| c.clone())
 }
 
 /// The dotted paths of the leaves that differ between two values.

@@ -15,6 +15,7 @@ pub mod implied;
 pub mod labels;
 pub mod leader;
 pub mod legacy;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod output;

@@ -44,7 +44,7 @@ pub struct Loaded<S, B> {
 }
 
 /// Environment variables under `RANCON_` that are not config keys.
-const NOT_KEYS: &[&str] = &["config", "log"];
+const NOT_KEYS: &[&str] = &["config", "log", "log_format"];
 
 /// Builds the layered figment without extracting it.
 pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment, ConfigError> {

@@ -3,6 +3,7 @@
 //! It imports no adapter: each component's config type validates itself (`Component`).
 
 pub mod load;
+pub mod log;
 pub mod report;
 pub mod secret;
 pub mod tls;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use load::{LoadOptions, Loaded, load};
+pub use log::LogConfig;
 pub use report::{ConfigError, Problem};
 pub use secret::Secret;
 pub use tls::ClientTls;
@@ -85,6 +87,8 @@ pub struct Config<S, B> {
     /// Optional leader election, so that several replicas can run and only one writes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderConfig>,
+    /// Log line format and verbosity (the command line and `RANCON_LOG` win over them).
+    pub log: LogConfig,
     /// Where services come from, keyed by a component name (`^[a-z][a-z0-9_]*$`).
     #[schemars(extend("default" = {}))]
     pub sources: BTreeMap<String, S>,
@@ -118,6 +122,7 @@ impl<S, B> Default for Config<S, B> {
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             leader: None,
+            log: LogConfig::default(),
             sources: BTreeMap::new(),
             backends: BTreeMap::new(),
         }

@@ -169,6 +169,7 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
             c.add("leader.key", "must not be empty");
         }
     }
+    cfg.log.validate(&mut c);
     if cfg.sources.is_empty() {
         c.add(
             "sources",
