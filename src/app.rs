@@ -245,6 +245,9 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     }
     let mut config = loaded.config;
     let status = Arc::new(Status::new(hangup_after(&config)));
+    status
+        .metrics
+        .declare(config.sources.keys(), config.backends.keys());
     if let Some(addr) = config.http.serve_on()
         && let Err(e) = serve::spawn(addr, status.clone()).await
     {
@@ -327,6 +330,9 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                     pipeline = p;
                     pipeline.write_gate = gate;
                     config = c;
+                    status
+                        .metrics
+                        .declare(config.sources.keys(), config.backends.keys());
                     // The old pipeline's watches stop; the new ones resync on connect.
                     watches = start_watches(&pipeline, &wake_tx);
                 }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod plan;
+pub mod process_metrics;
 pub mod purge;
 pub mod report_print;
 pub mod serve;
