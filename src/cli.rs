@@ -41,8 +41,20 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `rancon man > rancon.1`.
-    Man,
+    /// Print a man page (roff), e.g. `rancon man > rancon.1`, `rancon man check`; or write
+    /// every page with `--dir /usr/local/share/man/man1`.
+    Man(ManArgs),
+}
+
+/// Options of `man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (default: rancon's own page).
+    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+    pub command: Option<String>,
+    /// Write every page (rancon.1, rancon-<command>.1, …) into this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Options of `health`.

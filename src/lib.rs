@@ -16,6 +16,7 @@ pub mod labels;
 pub mod leader;
 pub mod legacy;
 pub mod logging;
+pub mod man;
 pub mod metrics;
 pub mod model;
 pub mod output;

@@ -67,19 +67,7 @@ fn main() -> ExitCode {
                 rancon::output::write(&buf);
                 ExitCode::SUCCESS
             }
-            Some(Command::Man) => {
-                let mut buf = Vec::new();
-                match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
-                    Ok(()) => {
-                        rancon::output::write(&buf);
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
+            Some(Command::Man(args)) => rancon::man::run(args),
             Some(Command::Schema) => {
                 rancon::output::write(rancon::app::schema().as_bytes());
                 ExitCode::SUCCESS
