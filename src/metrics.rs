@@ -410,3 +410,69 @@ impl EventMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::owned_after;
+    use crate::backend::WriteFailure;
+    use crate::engine::BackendOutcome;
+    use crate::error::BackendError;
+    use crate::model::Registration;
+    use crate::plan::Plan;
+
+    fn reg(id: &str) -> (String, Registration) {
+        let r = Registration {
+            id: id.into(),
+            name: id.into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            tags: Default::default(),
+            meta: Default::default(),
+            private: Default::default(),
+            health: None,
+        };
+        (id.into(), r)
+    }
+
+    fn failed(id: &str) -> WriteFailure {
+        WriteFailure {
+            id: id.into(),
+            error: BackendError::Refused {
+                backend: "c".into(),
+                op: "write",
+                key: id.into(),
+                message: "test".into(),
+            },
+        }
+    }
+
+    /// Held: 5 unchanged + 1 updated + 2 held back + 2 to deregister = 10 listed.
+    fn outcome() -> BackendOutcome {
+        BackendOutcome {
+            plan: Some(Plan {
+                register: [reg("new1"), reg("new2")].into_iter().collect(),
+                update: [reg("upd")].into_iter().collect(),
+                deregister: ["gone1".to_string(), "gone2".to_string()].into(),
+                unchanged: 5,
+                previous: Default::default(),
+            }),
+            held_back: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn owned_counts_what_the_backend_holds_after_the_writes() {
+        let mut b = outcome();
+        // All written: 10 listed + 2 registered - 2 deregistered.
+        assert_eq!(owned_after(&b, false), Some(10));
+        // A failed registration is not held; a failed deregistration still is.
+        b.failed = vec![failed("new1"), failed("gone1")];
+        assert_eq!(owned_after(&b, false), Some(10 - 2 + 1 + 1));
+        // Nothing written (dry run, standby): what was listed.
+        assert_eq!(owned_after(&b, true), Some(10));
+        // Not listed: unknown.
+        b.plan = None;
+        assert_eq!(owned_after(&b, false), None);
+    }
+}
