@@ -51,6 +51,12 @@ fn main() {
         let cpu = cpu_time(pid).unwrap() - cpu0;
         let (cr, cw) = c.requests();
         let hwm = peak_rss_kib(pid).unwrap();
+        // What the resident set is made of now: heap and stacks (anon) versus the mapped binary.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let now: Vec<&str> = status
+            .lines()
+            .filter(|l| l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads"))
+            .collect();
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(cw - cw0, 0, "a quiet minute writes nothing");
@@ -63,5 +69,6 @@ fn main() {
             cw - cw0,
             hwm as f64 / 1024.0
         );
+        println!("steady: after the minute: {}", now.join(", ").split_whitespace().collect::<Vec<_>>().join(" "));
     });
 }

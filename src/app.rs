@@ -3,7 +3,7 @@
 pub use crate::build::build;
 use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
-use crate::config::{self, ConfigError, LoadOptions};
+use crate::config::{self, ConfigError, LoadOptions, Problem};
 use crate::engine::{Pipeline, RoundOptions, RoundReport, Scope};
 use crate::implied::ImpliedComponent;
 use crate::output::clean;
@@ -25,18 +25,28 @@ pub fn load_options(args: &ConfigArgs) -> LoadOptions {
     }
 }
 
-/// Loads the configuration, with the components the environment implies (zero-config start).
-pub fn load(args: &ConfigArgs) -> Result<(Loaded, Vec<ImpliedComponent>), ConfigError> {
-    let mut loaded: Loaded = config::load(&load_options(args))?;
-    let implied = crate::implied::zero_config(&mut loaded.config, &crate::implied::env_var);
-    Ok((loaded, implied))
+/// Loads what can be read (with the shape problems of the rest, see `config::load_partial`),
+/// plus the components the environment implies (the zero-config start).
+pub fn load(
+    args: &ConfigArgs,
+) -> Result<(Loaded, Vec<Problem>, Vec<ImpliedComponent>), ConfigError> {
+    let (mut loaded, problems) = config::load_partial(&load_options(args))?;
+    let implied = crate::implied::zero_config(&mut loaded, &crate::implied::env_var);
+    Ok((loaded, problems, implied))
 }
 
-/// Loads and validates the configuration (the top level, each component, the leader).
+/// Loads and validates the configuration (the top level, each component, the leader). Every
+/// problem is reported: shape problems do not hide the meaning problems of the rest.
 pub fn load_valid(args: &ConfigArgs) -> Result<Loaded, ConfigError> {
-    let (loaded, _) = load(args)?;
-    validate(&loaded)?;
-    Ok(loaded)
+    let (loaded, mut problems, _) = load(args)?;
+    if let Err(e) = validate(&loaded) {
+        problems.extend(e.problems);
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
@@ -47,17 +57,24 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
 
 /// `rancon schema`: the JSON Schema of the configuration.
 pub fn schema() -> String {
-    let schema = schemars::schema_for!(Config);
+    let schema = config::schema::schema_for::<Config>();
     serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
 }
 
 /// `rancon check`: prints a ✓/✗ report; 0 when valid, 78 when not.
 pub async fn check(args: &CheckArgs) -> ExitCode {
-    let (loaded, implied) = match load(&args.config) {
+    let (loaded, mut problems, implied) = match load(&args.config) {
         Ok(l) => l,
         Err(e) => return config_failed("load", &e),
     };
-    crate::say!("✓ loaded");
+    crate::say!(
+        "{}",
+        if problems.is_empty() {
+            "✓ loaded"
+        } else {
+            "✗ load"
+        }
+    );
     for i in &implied {
         crate::say!(
             "· implied {} (type {}) by {} (zero-config start: no source or backend configured)",
@@ -66,21 +83,16 @@ pub async fn check(args: &CheckArgs) -> ExitCode {
             i.because.join(", ")
         );
     }
-    for f in crate::implied::conventional_origins(&loaded, &crate::implied::env_var) {
-        let fields = if f.fields.is_empty() {
-            "nothing".to_string()
-        } else {
-            f.fields.join(", ")
-        };
-        let vars = if f.vars.is_empty() {
-            "defaults".to_string()
-        } else {
-            format!("env {}", f.vars.join(", "))
-        };
-        crate::say!("· {}: {fields} from {vars}", f.key);
+    for (key, origin) in crate::implied::conventional_origins(&loaded) {
+        crate::say!("· {key} from {origin}");
     }
+    // The rest is validated even when part could not be read: one run shows every problem.
     if let Err(e) = validate(&loaded) {
-        return config_failed("validate", &e);
+        problems.extend(e.problems);
+        return config_failed("validate", &ConfigError { problems });
+    }
+    if !problems.is_empty() {
+        return config_error(&ConfigError { problems });
     }
     crate::say!(
         "✓ validated: {} source(s), {} backend(s)",
@@ -151,6 +163,10 @@ pub fn resolved(raw: &Config) -> String {
 
 fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
     crate::say!("✗ {stage}");
+    config_error(e)
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
     crate::logging::fatal_config(e);
     ExitCode::from(EXIT_CONFIG)
 }
@@ -162,7 +178,11 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
         Some(u) => u.clone(),
         None => {
             let loaded: Loaded = match load(&args.config) {
-                Ok((l, _)) => l,
+                Ok((l, problems, _)) if problems.is_empty() => l,
+                Ok((_, problems, _)) => {
+                    crate::logging::fatal_config(&ConfigError { problems });
+                    return ExitCode::from(EXIT_CONFIG);
+                }
                 Err(e) => {
                     crate::logging::fatal_config(&e);
                     return ExitCode::from(EXIT_CONFIG);
@@ -337,8 +357,16 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                     watches = start_watches(&pipeline, &wake_tx);
                 }
             }
+            // Biased: a full round that is due runs before any wake-up, and a stop signal is
+            // seen before one, so a constant stream of events neither postpones the periodic
+            // listing nor the shutdown (an unbiased select picks a ready branch at random).
             tokio::select! {
+                biased;
                 _ = &mut sleep => break Scope::full(),
+                sig = signals.next() => match sig {
+                    Sig::Reload => reload = true,
+                    Sig::Stop => break 'rounds,
+                },
                 Some(first) = wake_rx.recv() => {
                     // A burst of events becomes one round.
                     let mut wakes = vec![first];
@@ -350,17 +378,18 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                             Some(w) = wake_rx.recv() => wakes.push(w),
                         }
                     }
-                    while let Ok(w) = wake_rx.try_recv() {
-                        wakes.push(w);
+                    // What is queued now, not what keeps arriving: a watch that sends faster
+                    // than this drains must not hold the loop (and grow `wakes`) for ever.
+                    for _ in 0..wake_rx.len() {
+                        match wake_rx.try_recv() {
+                            Ok(w) => wakes.push(w),
+                            Err(_) => break,
+                        }
                     }
                     if let Some(s) = events.scope(&pipeline, wakes, &status.metrics.events) {
                         break s;
                     }
                 }
-                sig = signals.next() => match sig {
-                    Sig::Reload => reload = true,
-                    Sig::Stop => break 'rounds,
-                },
             }
         };
     }

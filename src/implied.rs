@@ -3,9 +3,12 @@
 //! other tools read (`RANCHER_*`, `CATTLE_*`, `CONSUL_*`) filled — for `rancon check`.
 
 use crate::backend::BackendConfig;
-use crate::build::{Config, Loaded};
-use crate::config::Component;
+use crate::build::Loaded;
+use crate::config::load::conventional;
+use crate::config::raw::Layer;
+use crate::config::report::locate;
 use crate::source::SourceConfig;
+use figment::value::Value;
 
 /// Reads a variable as configuration loading does: unset and empty are alike.
 pub fn env_var(name: &str) -> Option<String> {
@@ -30,12 +33,25 @@ const RANCHER_URL_VARS: [&str; 2] = ["RANCHER_URL", "CATTLE_URL"];
 /// naming a Rancher server and a Consul agent, runs a `rancher` source (`sources.rancher`) into
 /// a `consul` backend (`backends.consul`), both filled from those variables — so
 /// `docker run -e RANCHER_URL=… -e CONSUL_HTTP_ADDR=… rancon` works as written. A
-/// configuration with any component is left alone: the environment never adds to it.
+/// configuration with any component (even one that could not be read) is left alone: the
+/// environment never adds to it. The implied values get origins like any other, so reports
+/// name them (`type` from `zero-config start`, `url` from `env RANCHER_URL`).
 pub fn zero_config(
-    config: &mut Config,
+    loaded: &mut Loaded,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<ImpliedComponent> {
-    if !config.sources.is_empty() || !config.backends.is_empty() {
+    let config = &mut loaded.config;
+    let configured = |key: &str| {
+        loaded
+            .unloaded
+            .iter()
+            .any(|u| u.split('.').next() == Some(key))
+    };
+    if !config.sources.is_empty()
+        || !config.backends.is_empty()
+        || configured("sources")
+        || configured("backends")
+    {
         return Vec::new();
     }
     let Some(rancher) = RANCHER_URL_VARS.into_iter().find(|v| var(v).is_some()) else {
@@ -48,10 +64,19 @@ pub fn zero_config(
         .expect("a rancher source has a default for every field");
     let mut backend: BackendConfig = serde_json::from_value(serde_json::json!({"type": "consul"}))
         .expect("a consul backend has a default for every field");
-    source.conventional_env(var);
-    backend.conventional_env(var);
+    let origin = format!("zero-config start ({rancher} and CONSUL_HTTP_ADDR)");
+    let mut implied = Layer::new(origin, Default::default());
+    let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    implied.insert(&path(&["sources", "rancher", "type"]), "rancher".into());
+    implied.insert(&path(&["backends", "consul", "type"]), "consul".into());
+    let mut layers = vec![implied];
+    layers.extend(conventional(&mut source, &["sources", "rancher"], var));
+    layers.extend(conventional(&mut backend, &["backends", "consul"], var));
     config.sources.insert("rancher".into(), source);
     config.backends.insert("consul".into(), backend);
+    for layer in layers {
+        loaded.figment = std::mem::take(&mut loaded.figment).merge(layer);
+    }
     vec![
         ImpliedComponent {
             key: "sources.rancher".into(),
@@ -66,92 +91,47 @@ pub fn zero_config(
     ]
 }
 
-/// What the conventional variables gave one component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filled {
-    /// The component's key, e.g. `sources.rancher`.
-    pub key: String,
-    /// Its fields that no file, `RANCON_*` variable or `--set` set, and that are now set.
-    pub fields: Vec<String>,
-    /// The variables read to fill them (present and not empty).
-    pub vars: Vec<String>,
-}
-
-/// For each component, the fields the conventional variables filled and the variables used:
-/// the configuration as the layers left it (re-extracted from the figment) is filled again
-/// with a `var` that records what it was asked and answered.
-pub fn conventional_origins(loaded: &Loaded, var: &dyn Fn(&str) -> Option<String>) -> Vec<Filled> {
-    let bare: Config = loaded.figment.extract().unwrap_or_default();
-    // Implied components were not in the layers: they start from their type's defaults.
-    let sources = loaded.config.sources.iter().map(|(name, c)| {
-        let before = bare
-            .sources
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| bare_of(c));
-        filled(format!("sources.{name}"), before, var)
-    });
-    let backends = loaded.config.backends.iter().map(|(name, c)| {
-        let before = bare
-            .backends
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| bare_of(c));
-        filled(format!("backends.{name}"), before, var)
-    });
-    sources.chain(backends).flatten().collect()
-}
-
-/// What `conventional_env` fills in `component`, and the variables it read that are set.
-fn filled<C: Component>(
-    key: String,
-    mut component: C,
-    var: &dyn Fn(&str) -> Option<String>,
-) -> Option<Filled> {
-    let used = std::cell::RefCell::new(Vec::<String>::new());
-    let recording = |k: &str| {
-        let v = var(k);
-        if v.is_some() && !used.borrow().iter().any(|u| u == k) {
-            used.borrow_mut().push(k.to_string());
+/// Every component field a variable other tools read (`RANCHER_*`, `CATTLE_*`, `CONSUL_*`)
+/// set, with that origin (`env CATTLE_URL`), in key order: what `rancon check` names.
+pub fn conventional_origins(loaded: &Loaded) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut visit = |table: &str, name: &str, value: Value| {
+        let mut leaves = Vec::new();
+        walk(value, &mut vec![table.into(), name.into()], &mut leaves);
+        for path in leaves {
+            let (key, origin) = locate(&loaded.figment, &path);
+            if let Some(o) = origin
+                && o.starts_with("env ")
+                && !o.starts_with("env RANCON_")
+            {
+                out.push((key, o));
+            }
         }
-        v
     };
-    let as_toml = |c: &C| toml::Value::try_from(c).unwrap_or(toml::Value::Boolean(false));
-    let before = as_toml(&component);
-    component.conventional_env(&recording);
-    let fields = changed(&before, &as_toml(&component), "");
-    let vars = used.into_inner();
-    (!fields.is_empty() || !vars.is_empty()).then_some(Filled { key, fields, vars })
-}
-
-/// A component of the same type with every field at its default (itself if that fails).
-fn bare_of<T: Clone + serde::Serialize + serde::de::DeserializeOwned>(c: &T) -> T {
-    let bare = || {
-        let kind = serde_json::to_value(c).ok()?.get("type")?.clone();
-        serde_json::from_value(serde_json::json!({ "type": kind })).ok()
-    };
-    bare().unwrap_or_else(|| c.clone())
-}
-
-/// The dotted paths of the leaves that differ between two values.
-fn changed(before: &toml::Value, after: &toml::Value, path: &str) -> Vec<String> {
-    match (before, after) {
-        (toml::Value::Table(b), toml::Value::Table(a)) => {
-            let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
-            keys.into_iter()
-                .flat_map(|k| {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    let empty = toml::Value::Table(Default::default());
-                    changed(b.get(k).unwrap_or(&empty), a.get(k).unwrap_or(&empty), &p)
-                })
-                .collect()
+    for (name, c) in &loaded.config.sources {
+        if let Ok(v) = Value::serialize(c) {
+            visit("sources", name, v);
         }
-        (b, a) if b == a => Vec::new(),
-        _ => vec![path.to_string()],
+    }
+    for (name, c) in &loaded.config.backends {
+        if let Ok(v) = Value::serialize(c) {
+            visit("backends", name, v);
+        }
+    }
+    out
+}
+
+/// The paths of the leaves (values that are not tables) under `path`.
+fn walk(value: Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Value::Dict(_, d) => {
+            for (k, v) in d {
+                path.push(k);
+                walk(v, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
     }
 }
 
@@ -167,11 +147,19 @@ mod tests {
         }
     }
 
+    fn empty() -> Loaded {
+        Loaded {
+            config: Default::default(),
+            figment: figment::Figment::new(),
+            unloaded: Default::default(),
+        }
+    }
+
     #[test]
     fn both_variables_imply_a_rancher_source_into_a_consul_backend() {
-        let mut c = Config::default();
+        let mut l = empty();
         let got = zero_config(
-            &mut c,
+            &mut l,
             &vars(&[
                 ("RANCHER_URL", "http://rancher:8080/v2-beta"),
                 ("CONSUL_HTTP_ADDR", "consul:8500"),
@@ -179,40 +167,48 @@ mod tests {
         );
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].because, ["RANCHER_URL"]);
-        match &c.sources["rancher"] {
+        match &l.config.sources["rancher"] {
             SourceConfig::Rancher(r) => assert_eq!(r.url, "http://rancher:8080/v2-beta"),
             other => panic!("not a rancher source: {other:?}"),
         }
-        assert!(matches!(c.backends["consul"], BackendConfig::Consul(_)));
+        assert!(matches!(
+            l.config.backends["consul"],
+            BackendConfig::Consul(_)
+        ));
+        let pair = |k: &str, o: &str| (k.to_string(), o.to_string());
+        assert_eq!(
+            conventional_origins(&l),
+            [
+                pair("sources.rancher.url", "env RANCHER_URL"),
+                pair("backends.consul.url", "env CONSUL_HTTP_ADDR"),
+            ]
+        );
     }
 
     #[test]
-    fn nothing_is_implied_from_one_variable_or_into_a_configured_file() {
-        let mut c = Config::default();
-        assert!(zero_config(&mut c, &vars(&[("RANCHER_URL", "http://r/v1")])).is_empty());
-        assert!(zero_config(&mut c, &vars(&[("CONSUL_HTTP_ADDR", "c:8500")])).is_empty());
-        assert!(c.sources.is_empty() && c.backends.is_empty());
-        let mut c = Config::default();
-        c.backends.insert(
-            "t".into(),
-            serde_json::from_value(serde_json::json!({"type": "traefik_file", "path": "/x"}))
-                .unwrap(),
-        );
+    fn nothing_is_implied_from_one_variable_or_into_a_configured_one() {
+        let mut l = empty();
+        assert!(zero_config(&mut l, &vars(&[("RANCHER_URL", "http://r/v1")])).is_empty());
+        assert!(zero_config(&mut l, &vars(&[("CONSUL_HTTP_ADDR", "c:8500")])).is_empty());
+        assert!(l.config.sources.is_empty() && l.config.backends.is_empty());
         let both = vars(&[
             ("CATTLE_URL", "http://r/v1"),
             ("CONSUL_HTTP_ADDR", "c:8500"),
         ]);
-        assert!(zero_config(&mut c, &both).is_empty());
+        let mut l = empty();
+        l.config.backends.insert(
+            "t".into(),
+            serde_json::from_value(serde_json::json!({"type": "traefik_file", "path": "/x"}))
+                .unwrap(),
+        );
+        assert!(zero_config(&mut l, &both).is_empty());
         assert!(
-            c.sources.is_empty(),
+            l.config.sources.is_empty(),
             "a configured backend is never joined by implied ones"
         );
-    }
-
-    #[test]
-    fn changed_names_the_leaves() {
-        let b: toml::Value = toml::from_str("url = ''\n[tls]\nca = 'a'").unwrap();
-        let a: toml::Value = toml::from_str("url = 'x'\nkey = 'k'\n[tls]\nca = 'a'").unwrap();
-        assert_eq!(changed(&b, &a, ""), ["key", "url"]);
+        // A source that was configured but could not be read is configured all the same.
+        let mut l = empty();
+        l.unloaded.insert("sources.broken".into());
+        assert!(zero_config(&mut l, &both).is_empty());
     }
 }

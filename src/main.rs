@@ -20,14 +20,13 @@ fn init_logging(log: &LogArgs, config: Option<&ConfigArgs>) -> Result<(), ExitCo
 }
 
 /// The configuration a command reads (its `[log]` keys choose the log format and level).
-fn config_args(cli: &Cli) -> Option<&ConfigArgs> {
-    match &cli.command {
-        None => Some(&cli.run.config),
-        Some(Command::Run(a)) => Some(&a.config),
-        Some(Command::Check(a)) => Some(&a.config),
-        Some(Command::Purge(a)) => Some(&a.config),
-        Some(Command::Health(a)) => Some(&a.config),
-        Some(_) => None,
+fn config_args(command: &Command) -> Option<&ConfigArgs> {
+    match command {
+        Command::Run(a) => Some(&a.config),
+        Command::Check(a) => Some(&a.config),
+        Command::Purge(a) => Some(&a.config),
+        Command::Health(a) => Some(&a.config),
+        Command::Schema | Command::Completions { .. } | Command::Man(_) => None,
     }
 }
 
@@ -50,25 +49,26 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse();
-    if let Err(code) = init_logging(&cli.log, config_args(&cli)) {
+    let log = cli.log.clone();
+    let command = cli.into_command().unwrap_or_else(|e| e.exit());
+    if let Err(code) = init_logging(&log, config_args(&command)) {
         return code;
     }
     block_on(async {
-        match &cli.command {
-            None => rancon::app::run(&cli.run).await,
-            Some(Command::Run(args)) => rancon::app::run(args).await,
-            Some(Command::Check(args)) => rancon::app::check(args).await,
-            Some(Command::Purge(args)) => rancon::purge::run(args).await,
-            Some(Command::Health(args)) => rancon::app::health(args).await,
-            Some(Command::Completions { shell }) => {
+        match &command {
+            Command::Run(args) => rancon::app::run(args).await,
+            Command::Check(args) => rancon::app::check(args).await,
+            Command::Purge(args) => rancon::purge::run(args).await,
+            Command::Health(args) => rancon::app::health(args).await,
+            Command::Completions { shell } => {
                 let mut cmd = Cli::command();
                 let mut buf = Vec::new();
                 clap_complete::generate(*shell, &mut cmd, "rancon", &mut buf);
                 rancon::output::write(&buf);
                 ExitCode::SUCCESS
             }
-            Some(Command::Man(args)) => rancon::man::run(args),
-            Some(Command::Schema) => {
+            Command::Man(args) => rancon::man::run(args),
+            Command::Schema => {
                 rancon::output::write(rancon::app::schema().as_bytes());
                 ExitCode::SUCCESS
             }

@@ -1,7 +1,8 @@
 //! `type = "consul"`: registrations in Consul agents (or the catalog), written only on change.
 //!
 //! Ownership: every registration carries tag `rancon-<owner>` (the original tool's cleanup tag)
-//! and meta `rancon-owner` / `external-source=rancon`; listings keep only the owner's tag, so
+//! and (unless `marker_meta = false`) meta `rancon-owner` / `external-source=rancon`; listings
+//! keep only the owner's tag, so
 //! nothing else is ever modified or deregistered.
 
 mod build;
@@ -40,6 +41,8 @@ pub struct Consul {
     node_address: String,
     id: Template,
     tags: Vec<Template>,
+    lowercase_tags: bool,
+    marker_meta: bool,
     meta: Vec<(String, Template)>,
     check: CheckMode,
     ttl: Duration,
@@ -305,6 +308,9 @@ impl Backend for Consul {
             }
         }
         tags.extend(crate::labels::label_tags(&ep.props));
+        if self.lowercase_tags {
+            tags = tags.into_iter().map(|t| t.to_lowercase()).collect();
+        }
         tags.insert(self.owner_tag.clone());
         let mut meta = crate::labels::label_meta(&ep.props);
         for (k, t) in &self.meta {
@@ -313,8 +319,10 @@ impl Backend for Consul {
                 .map_err(|e| skip(SkipKind::Template, format!("meta template {k}: {e}")))?;
             meta.insert(k.clone(), v);
         }
-        meta.insert(OWNER_META.into(), self.owner.clone());
-        meta.insert("external-source".into(), "rancon".into());
+        if self.marker_meta {
+            meta.insert(OWNER_META.into(), self.owner.clone());
+            meta.insert("external-source".into(), "rancon".into());
+        }
         let checks = self
             .checks(ep, &address, port)
             .map_err(|e| skip(SkipKind::Label, e))?;
