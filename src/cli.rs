@@ -46,7 +46,7 @@ impl Cli {
             Command::Check(a) => a.config = config,
             Command::Purge(a) => a.config = config,
             Command::Health(a) => a.config = config,
-            Command::Schema | Command::Completions { .. } | Command::Man => {}
+            Command::Schema | Command::Completions { .. } | Command::Man(_) => {}
         }
         Ok(command)
     }
@@ -70,8 +70,20 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `rancon man > rancon.1`.
-    Man,
+    /// Print a man page (roff), e.g. `rancon man > rancon.1`, `rancon man check`; or write
+    /// every page with `--dir /usr/local/share/man/man1`.
+    Man(ManArgs),
+}
+
+/// Options of `man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (default: rancon's own page).
+    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+    pub command: Option<String>,
+    /// Write every page (rancon.1, rancon-<command>.1, …) into this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Options of `health`.
@@ -132,8 +144,8 @@ pub struct RunArgs {
     /// Deregister even when the max_deregister_fraction guard would stop it.
     #[arg(long)]
     pub force: bool,
-    /// Format of the dry-run plan.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Format of the dry-run plan (only with --dry-run: a usage error without it).
+    #[arg(long, value_enum, default_value_t = Output::Text, requires = "dry_run")]
     pub output: Output,
 }
 
@@ -161,15 +173,16 @@ pub enum Output {
 /// Logging options.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
-    /// More log output (-v debug, -vv trace).
+    /// More log output: -v rancon's decisions (debug), -vv trace; dependencies stay at warn
+    /// until -vvv (debug) and -vvvv (trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Less log output (warnings and errors only).
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    /// Log line format (default: `RANCON_LOG_FORMAT`, then the `log.format` key, then text).
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Log line format.

@@ -4,7 +4,7 @@
 //! `RANCON_REGISTRY`, `RANCON_FRONTEND_OPTIONS`, `RANCON_BACKEND_OPTIONS`, `RANCON_FOREGROUND`,
 //! `RANCON_WAIT`, `RANCON_HANGUP_SECONDS`, `RANCON_VERBOSE`.
 
-use crate::cli::{ConfigArgs, LogArgs, LogFormat, Output, RunArgs};
+use crate::cli::{ConfigArgs, LogArgs, Output, RunArgs};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -212,7 +212,7 @@ impl LegacyCli {
         let log = LogArgs {
             verbose: level.saturating_sub(4),
             quiet: level <= 3,
-            log_format: LogFormat::Text,
+            log_format: None,
         };
         let run = RunArgs {
             config: ConfigArgs {

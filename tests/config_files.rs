@@ -156,7 +156,11 @@ fn the_schema_uses_standard_formats_only() {
                 if let Some(Json::String(f)) = o.get("format") {
                     out.push(f.clone());
                 }
-                o.values().for_each(|v| formats(v, out));
+                // `default`, `const`, `enum` and `examples` hold values, not schemas: a
+                // `format` key there is a config key (`log.format`), not a keyword.
+                o.iter()
+                    .filter(|(k, _)| !["default", "const", "enum", "examples"].contains(&k.as_str()))
+                    .for_each(|(_, v)| formats(v, out));
             }
             Json::Array(a) => a.iter().for_each(|v| formats(v, out)),
             _ => {}

@@ -277,7 +277,9 @@ fn conventional_variables_are_named_as_origins() {
     let r = run(rancon().args(["check", "--config", &empty]));
     assert!(
         r.stderr.contains(
-            "- sources: no source configured: add a [sources.<name>] table (from default)"
+            "- sources: no source configured: add a [sources.<name>] table (or set RANCHER_URL \
+             and CONSUL_HTTP_ADDR, with neither sources nor backends, for the zero-config \
+             start) (from default)"
         ),
         "{}",
         r.stderr

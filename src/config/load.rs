@@ -52,7 +52,7 @@ pub struct Loaded<S, B> {
 }
 
 /// Environment variables under `RANCON_` that are not config keys.
-const NOT_KEYS: &[&str] = &["config", "log"];
+const NOT_KEYS: &[&str] = &["config", "log", "log_format"];
 
 /// Builds the layered figment without extracting it.
 pub fn figment<S: Component, B: Component>(opts: &LoadOptions) -> Result<Figment, ConfigError> {
@@ -160,7 +160,7 @@ pub fn load_partial<S: Component, B: Component>(
 /// Applies `c.conventional_env` and returns, as layers named after them, the variables each
 /// filled value came from (`env CONSUL_CACERT`), so reports name them. A value's variables
 /// are those without which it would differ; a filled value that depends on none is a default.
-fn conventional<C: Component>(
+pub fn conventional<C: Component>(
     c: &mut C,
     at: &[&str],
     var: &dyn Fn(&str) -> Option<String>,

@@ -4,6 +4,7 @@
 
 pub mod extract;
 pub mod load;
+pub mod log;
 pub mod raw;
 pub mod report;
 pub mod schema;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use extract::tagged;
 pub use load::{LoadOptions, Loaded, load, load_partial};
+pub use log::LogConfig;
 pub use report::{ConfigError, Problem};
 pub use secret::Secret;
 pub use tls::ClientTls;
@@ -101,6 +103,8 @@ pub struct Config<S, B> {
     /// Optional leader election, so that several replicas can run and only one writes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderConfig>,
+    /// Log line format and verbosity (the command line and `RANCON_LOG` win over them).
+    pub log: LogConfig,
     /// Where services come from, keyed by a component name (`^[a-z][a-z0-9_]*$`).
     #[schemars(extend("default" = {}, "propertyNames" = {"pattern": "^[a-z][a-z0-9_]*$"}))]
     pub sources: BTreeMap<String, S>,
@@ -134,6 +138,7 @@ impl<S, B> Default for Config<S, B> {
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             leader: None,
+            log: LogConfig::default(),
             sources: BTreeMap::new(),
             backends: BTreeMap::new(),
         }

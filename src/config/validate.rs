@@ -188,16 +188,17 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
             c.add("leader.key", "must not be empty");
         }
     }
+    cfg.log.validate(&mut c);
     if cfg.sources.is_empty() && !c.unloaded("sources") {
         c.add(
             "sources",
-            "no source configured: add a [sources.<name>] table",
+            "no source configured: add a [sources.<name>] table (or set RANCHER_URL and CONSUL_HTTP_ADDR, with neither sources nor backends, for the zero-config start)",
         );
     }
     if cfg.backends.is_empty() && !c.unloaded("backends") {
         c.add(
             "backends",
-            "no backend configured: add a [backends.<name>] table",
+            "no backend configured: add a [backends.<name>] table (or set RANCHER_URL and CONSUL_HTTP_ADDR, with neither sources nor backends, for the zero-config start)",
         );
     }
     let common = cfg.common();
