@@ -322,8 +322,16 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                     watches = start_watches(&pipeline, &wake_tx);
                 }
             }
+            // Biased: a full round that is due runs before any wake-up, and a stop signal is
+            // seen before one, so a constant stream of events neither postpones the periodic
+            // listing nor the shutdown (an unbiased select picks a ready branch at random).
             tokio::select! {
+                biased;
                 _ = &mut sleep => break Scope::full(),
+                sig = signals.next() => match sig {
+                    Sig::Reload => reload = true,
+                    Sig::Stop => break 'rounds,
+                },
                 Some(first) = wake_rx.recv() => {
                     // A burst of events becomes one round.
                     let mut wakes = vec![first];
@@ -335,17 +343,18 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                             Some(w) = wake_rx.recv() => wakes.push(w),
                         }
                     }
-                    while let Ok(w) = wake_rx.try_recv() {
-                        wakes.push(w);
+                    // What is queued now, not what keeps arriving: a watch that sends faster
+                    // than this drains must not hold the loop (and grow `wakes`) for ever.
+                    for _ in 0..wake_rx.len() {
+                        match wake_rx.try_recv() {
+                            Ok(w) => wakes.push(w),
+                            Err(_) => break,
+                        }
                     }
                     if let Some(s) = events.scope(&pipeline, wakes, &status.metrics.events) {
                         break s;
                     }
                 }
-                sig = signals.next() => match sig {
-                    Sig::Reload => reload = true,
-                    Sig::Stop => break 'rounds,
-                },
             }
         };
     }

@@ -73,6 +73,8 @@ pub struct Cluster {
     pub counters: Mutex<HashMap<String, Arc<Counters>>>,
     /// Write requests, in order: `"<METHOD> <path> @<node>"`.
     pub writes_log: Mutex<Vec<String>>,
+    /// When each write request was answered, in order (for latency benches).
+    pub writes_done: Mutex<Vec<std::time::Instant>>,
     /// Registrations whose ID contains this text fail with a 500.
     pub fail_register: Mutex<Option<String>>,
     /// Nodes (`node-127.0.0.3`) whose agent answers every read with a 500.
@@ -418,6 +420,13 @@ async fn count(
             .lock()
             .unwrap()
             .push(format!("{method} {} @{}", uri.path(), a.node));
+        let resp = next.run(req).await;
+        a.cluster
+            .writes_done
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        return resp;
     }
     next.run(req).await
 }

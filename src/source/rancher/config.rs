@@ -63,6 +63,26 @@ pub struct RancherSourceConfig {
     /// Overrides the global `name` template for this source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Subscribe to the server's change events (one WebSocket per project) so a change is
+    /// registered within about a second instead of at the next `interval`; `interval` stays
+    /// the period of the full listing that keeps the registry right. A server that refuses the
+    /// subscription (no WebSocket, an old server or a proxy) is polled as if this were false.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// How long a subscription may stay silent before it is taken as dead and reconnected.
+    /// Rancher sends a ping every 5 s (`api.sub.ping.interval.millis`): the default allows
+    /// three to go missing.
+    #[serde(default = "default_watch_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub watch_timeout: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_watch_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 
 impl Component for RancherSourceConfig {
@@ -74,6 +94,9 @@ impl Component for RancherSourceConfig {
         }
         if self.timeout.is_zero() {
             c.add(format!("{key}.timeout"), "must be more than 0s");
+        }
+        if self.watch_timeout.is_zero() {
+            c.add(format!("{key}.watch_timeout"), "must be more than 0s");
         }
         let has_secret = self.secret_key.is_some() || self.secret_key_file.is_some();
         if self.access_key.is_some() != has_secret {
