@@ -321,3 +321,58 @@ fn the_key_walk_names_what_is_missing() {
         ]
     );
 }
+
+/// Every duration the example shows sits at a key the schema reads as a duration (a field
+/// declared `#[schemars(with = "String")]` would take "5 parsecs" in an editor).
+#[test]
+fn every_duration_in_the_example_has_the_duration_schema() {
+    fn walk(root: &Json, schema: &Json, value: &toml::Value, at: &str, out: &mut Vec<String>) {
+        let nodes = concrete(root, schema);
+        match value {
+            toml::Value::Table(t) => {
+                let kind = t.get("type").and_then(toml::Value::as_str);
+                for (k, v) in t {
+                    let sub = nodes
+                        .iter()
+                        .filter(|n| {
+                            let tag = n.pointer("/properties/type/const").and_then(Json::as_str);
+                            tag.is_none() || tag == kind
+                        })
+                        .find_map(|n| {
+                            n.pointer(&format!("/properties/{k}"))
+                                .or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
+                        });
+                    if let Some(sub) = sub {
+                        walk(root, sub, v, &format!("{at}.{k}"), out);
+                    }
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    if let Some(items) = nodes.iter().find_map(|n| n.get("items")) {
+                        walk(root, items, v, &format!("{at}[{i}]"), out);
+                    }
+                }
+            }
+            toml::Value::String(s)
+                if s.contains(char::is_alphabetic) && humantime::parse_duration(s).is_ok() =>
+            {
+                let pattern = nodes.iter().find_map(|n| n.get("pattern"));
+                if pattern != Some(&root["$defs"]["Duration"]["pattern"]) {
+                    out.push(format!("{} = {s:?}", at.trim_start_matches('.')));
+                }
+            }
+            _ => {}
+        }
+    }
+    let schema = schema();
+    assert!(schema["$defs"]["Duration"]["pattern"].is_string());
+    let mut out = Vec::new();
+    let example = toml::Value::Table(example_with_optional_keys());
+    walk(&schema, &schema, &example, "", &mut out);
+    assert!(
+        out.is_empty(),
+        "durations without the duration schema (use `#[schemars(with = \"crate::config::schema::HumanDuration\")]`):\n  {}",
+        out.join("\n  ")
+    );
+}

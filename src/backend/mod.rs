@@ -95,14 +95,15 @@ pub enum BackendConfig {
 }
 
 impl Component for BackendConfig {
-    fn from_value(value: &figment::value::Value) -> Result<Self, figment::Error> {
-        let (kind, body) = crate::config::tagged::<Self>(value)?;
+    fn from_value(value: &figment::value::Value) -> Result<Self, Box<figment::Error>> {
+        use crate::config::{tagged, variant};
+        let (kind, body) = tagged::<Self>(value)?;
         match kind.as_str() {
-            "traefik_file" => body.deserialize().map(BackendConfig::TraefikFile),
-            "consul" => body.deserialize().map(BackendConfig::Consul),
-            "etcd" => body.deserialize().map(BackendConfig::Etcd),
+            "traefik_file" => variant(&body).map(BackendConfig::TraefikFile),
+            "consul" => variant(&body).map(BackendConfig::Consul),
+            "etcd" => variant(&body).map(BackendConfig::Etcd),
             // A kind without an arm here still reads, through serde (errors less precise).
-            _ => value.deserialize(),
+            _ => variant(value),
         }
     }
 

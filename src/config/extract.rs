@@ -45,7 +45,7 @@ pub fn extract<S: Component, B: Component>(
             (_, value) => {
                 // Alone, a key's mistakes are its own (the others keep their defaults).
                 let alone = Value::Dict(Tag::Default, Dict::from([(key.clone(), value.clone())]));
-                let errors = every_error(alone, &|v| v.deserialize::<Config<S, B>>().map(drop));
+                let errors = every_error(alone, &|v| variant::<Config<S, B>>(v).map(drop));
                 if errors.is_empty() {
                     rest.insert(key, value);
                 } else {
@@ -103,11 +103,12 @@ fn read_all<C: Component>(
 /// that can be taken out (the whole value, a list item, a required field already reported).
 fn every_error(
     mut value: Value,
-    read: &dyn Fn(&Value) -> Result<(), figment::Error>,
+    read: &dyn Fn(&Value) -> Result<(), Box<figment::Error>>,
 ) -> Vec<figment::Error> {
     let mut errors = Vec::new();
     let mut removed: Vec<Vec<String>> = Vec::new();
     while let Err(e) = read(&value) {
+        let e = *e;
         let again = |r: &Vec<String>| match &e.kind {
             Kind::MissingField(f) => r.starts_with(&e.path) && r[e.path.len()..] == [f.to_string()],
             _ => *r == e.path,
@@ -155,12 +156,15 @@ fn take_out(value: &mut Value, path: &[String]) -> bool {
 /// table for the variant to read. serde reads a tagged enum through a buffer that forgets
 /// where it is, so its errors would name only the component; the variant's own struct names
 /// the field (`backends.c.tls.ca_file`).
-pub fn tagged<T: JsonSchema + 'static>(value: &Value) -> Result<(String, Value), figment::Error> {
+pub fn tagged<T: JsonSchema + 'static>(
+    value: &Value,
+) -> Result<(String, Value), Box<figment::Error>> {
     let kinds = super::schema::kinds::<T>();
     let Value::Dict(tag, dict) = value else {
-        return Err(Kind::InvalidType(value.to_actual(), "a table with a `type`".into()).into());
+        let kind = Kind::InvalidType(value.to_actual(), "a table with a `type`".into());
+        return Err(Box::new(kind.into()));
     };
-    let at_type = |kind: Kind| figment::Error::from(kind).with_path("type");
+    let at_type = |kind: Kind| Box::new(figment::Error::from(kind).with_path("type"));
     let kind = match dict.get("type") {
         None => {
             return Err(at_type(Kind::Message(format!(
@@ -187,6 +191,11 @@ pub fn tagged<T: JsonSchema + 'static>(value: &Value) -> Result<(String, Value),
     let mut body = dict.clone();
     body.remove("type");
     Ok((kind, Value::Dict(*tag, body)))
+}
+
+/// `value` read as `T` (a variant's own struct, or anything serde reads).
+pub fn variant<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, Box<figment::Error>> {
+    value.deserialize().map_err(Box::new)
 }
 
 fn quoted(names: &[String]) -> String {

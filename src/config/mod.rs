@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use extract::tagged;
+pub use extract::{tagged, variant};
 pub use load::{LoadOptions, Loaded, load, load_partial};
 pub use log::LogConfig;
 pub use report::{ConfigError, Problem};
@@ -34,9 +34,8 @@ pub trait Component: Clone + Debug + PartialEq + Serialize + DeserializeOwned + 
     /// Reads the component from its table (default: serde). A `type`-tagged enum overrides it
     /// to read `type` first and then its variant's own struct (`tagged`), so an error names
     /// the field inside the component, not just the component.
-    #[allow(clippy::result_large_err)] // figment's own error type; start-up only.
-    fn from_value(value: &figment::value::Value) -> Result<Self, figment::Error> {
-        value.deserialize()
+    fn from_value(value: &figment::value::Value) -> Result<Self, Box<figment::Error>> {
+        variant(value)
     }
     /// Meaning checks of its own fields; every problem goes to `c`, keyed under `key`.
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>);

@@ -51,13 +51,14 @@ pub enum SourceConfig {
 }
 
 impl Component for SourceConfig {
-    fn from_value(value: &figment::value::Value) -> Result<Self, figment::Error> {
-        let (kind, body) = crate::config::tagged::<Self>(value)?;
+    fn from_value(value: &figment::value::Value) -> Result<Self, Box<figment::Error>> {
+        use crate::config::{tagged, variant};
+        let (kind, body) = tagged::<Self>(value)?;
         match kind.as_str() {
-            "static" => body.deserialize().map(SourceConfig::Static),
-            "rancher" => body.deserialize().map(SourceConfig::Rancher),
+            "static" => variant(&body).map(SourceConfig::Static),
+            "rancher" => variant(&body).map(SourceConfig::Rancher),
             // A kind without an arm here still reads, through serde (errors less precise).
-            _ => value.deserialize(),
+            _ => variant(value),
         }
     }
 
