@@ -23,11 +23,18 @@ fn load_options(args: &ConfigArgs) -> LoadOptions {
     }
 }
 
-/// Loads and validates the configuration (the top level, each component, the leader).
+/// Loads and validates the configuration (the top level, each component, the leader). Every
+/// problem is reported: shape problems do not hide the meaning problems of the rest.
 pub fn load_valid(args: &ConfigArgs) -> Result<Loaded, ConfigError> {
-    let loaded = config::load(&load_options(args))?;
-    validate(&loaded)?;
-    Ok(loaded)
+    let (loaded, mut problems) = config::load_partial(&load_options(args))?;
+    if let Err(e) = validate(&loaded) {
+        problems.extend(e.problems);
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
@@ -38,19 +45,32 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
 
 /// `rancon schema`: the JSON Schema of the configuration.
 pub fn schema() -> String {
-    let schema = schemars::schema_for!(Config);
+    let schema = config::schema::schema_for::<Config>();
     serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
 }
 
 /// `rancon check`: prints a ✓/✗ report; 0 when valid, 78 when not.
 pub async fn check(args: &CheckArgs) -> ExitCode {
-    let loaded: Loaded = match config::load(&load_options(&args.config)) {
-        Ok(l) => l,
-        Err(e) => return config_failed("load", &e),
-    };
-    crate::say!("✓ loaded");
+    let (loaded, mut problems): (Loaded, _) =
+        match config::load_partial(&load_options(&args.config)) {
+            Ok(l) => l,
+            Err(e) => return config_failed("load", &e),
+        };
+    crate::say!(
+        "{}",
+        if problems.is_empty() {
+            "✓ loaded"
+        } else {
+            "✗ load"
+        }
+    );
+    // The rest is validated even when part could not be read: one run shows every problem.
     if let Err(e) = validate(&loaded) {
-        return config_failed("validate", &e);
+        problems.extend(e.problems);
+        return config_failed("validate", &ConfigError { problems });
+    }
+    if !problems.is_empty() {
+        return config_error(&ConfigError { problems });
     }
     crate::say!(
         "✓ validated: {} source(s), {} backend(s)",
@@ -121,6 +141,10 @@ pub fn resolved(raw: &Config) -> String {
 
 fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
     crate::say!("✗ {stage}");
+    config_error(e)
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(EXIT_CONFIG)
 }
@@ -298,8 +322,16 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                     watches = start_watches(&pipeline, &wake_tx);
                 }
             }
+            // Biased: a full round that is due runs before any wake-up, and a stop signal is
+            // seen before one, so a constant stream of events neither postpones the periodic
+            // listing nor the shutdown (an unbiased select picks a ready branch at random).
             tokio::select! {
+                biased;
                 _ = &mut sleep => break Scope::full(),
+                sig = signals.next() => match sig {
+                    Sig::Reload => reload = true,
+                    Sig::Stop => break 'rounds,
+                },
                 Some(first) = wake_rx.recv() => {
                     // A burst of events becomes one round.
                     let mut wakes = vec![first];
@@ -311,17 +343,18 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                             Some(w) = wake_rx.recv() => wakes.push(w),
                         }
                     }
-                    while let Ok(w) = wake_rx.try_recv() {
-                        wakes.push(w);
+                    // What is queued now, not what keeps arriving: a watch that sends faster
+                    // than this drains must not hold the loop (and grow `wakes`) for ever.
+                    for _ in 0..wake_rx.len() {
+                        match wake_rx.try_recv() {
+                            Ok(w) => wakes.push(w),
+                            Err(_) => break,
+                        }
                     }
                     if let Some(s) = events.scope(&pipeline, wakes, &status.metrics.events) {
                         break s;
                     }
                 }
-                sig = signals.next() => match sig {
-                    Sig::Reload => reload = true,
-                    Sig::Stop => break 'rounds,
-                },
             }
         };
     }

@@ -62,22 +62,23 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let log = cli.log.clone();
+    let command = cli.into_command().unwrap_or_else(|e| e.exit());
+    init_logging(&log);
     block_on(async {
-        match &cli.command {
-            None => rancon::app::run(&cli.run).await,
-            Some(Command::Run(args)) => rancon::app::run(args).await,
-            Some(Command::Check(args)) => rancon::app::check(args).await,
-            Some(Command::Purge(args)) => rancon::purge::run(args).await,
-            Some(Command::Health(args)) => rancon::app::health(args).await,
-            Some(Command::Completions { shell }) => {
+        match &command {
+            Command::Run(args) => rancon::app::run(args).await,
+            Command::Check(args) => rancon::app::check(args).await,
+            Command::Purge(args) => rancon::purge::run(args).await,
+            Command::Health(args) => rancon::app::health(args).await,
+            Command::Completions { shell } => {
                 let mut cmd = Cli::command();
                 let mut buf = Vec::new();
                 clap_complete::generate(*shell, &mut cmd, "rancon", &mut buf);
                 rancon::output::write(&buf);
                 ExitCode::SUCCESS
             }
-            Some(Command::Man) => {
+            Command::Man => {
                 let mut buf = Vec::new();
                 match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
                     Ok(()) => {
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Some(Command::Schema) => {
+            Command::Schema => {
                 rancon::output::write(rancon::app::schema().as_bytes());
                 ExitCode::SUCCESS
             }

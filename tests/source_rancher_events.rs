@@ -365,7 +365,7 @@ async fn a_hostile_frame_changes_nothing_and_is_counted() {
     };
     let hostile = [
         "not json \u{0}\u{1b}[31m".to_string(),
-        format!("{}", "[".repeat(10_000)),
+        "[".repeat(10_000),
         json!({"name": "resource.change", "resourceType": "service", "resourceId": "1s1"})
             .to_string(),
         // Another service's removal under 1s1's id.

@@ -4,6 +4,7 @@
 pub mod consul;
 pub mod etcd;
 pub mod traefik_file;
+pub mod traefik_route;
 
 use crate::config::{Collector, Common, Component};
 use crate::error::{BackendError, BuildError, Skip, SkipKind};
@@ -94,6 +95,17 @@ pub enum BackendConfig {
 }
 
 impl Component for BackendConfig {
+    fn from_value(value: &figment::value::Value) -> Result<Self, figment::Error> {
+        let (kind, body) = crate::config::tagged::<Self>(value)?;
+        match kind.as_str() {
+            "traefik_file" => body.deserialize().map(BackendConfig::TraefikFile),
+            "consul" => body.deserialize().map(BackendConfig::Consul),
+            "etcd" => body.deserialize().map(BackendConfig::Etcd),
+            // A kind without an arm here still reads, through serde (errors less precise).
+            _ => value.deserialize(),
+        }
+    }
+
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
         match self {
             BackendConfig::TraefikFile(t) => t.validate(key, common, c),

@@ -85,6 +85,16 @@ pub struct Cluster {
     /// (`agent/acl.go` `vetCheckUpdateWithAuthorizer`, 404): `agent/agent.go` `updateTTLCheck`
     /// returns a plain error, which the HTTP layer answers with 500.
     pub legacy_check_update: std::sync::atomic::AtomicBool,
+    /// Consul Enterprise: `?ns=` is accepted (and recorded in `namespaces`). Consul CE answers
+    /// any non-empty `ns` with 400 (`agent/http_ce.go` `parseEntMeta`). The double keeps one
+    /// catalog whatever the namespace.
+    pub enterprise: std::sync::atomic::AtomicBool,
+    /// The `ns` of every request, in order (`None`: none sent).
+    pub namespaces: Mutex<Vec<Option<String>>>,
+    /// An authenticating reverse proxy in front of the agents (what `CONSUL_HTTP_AUTH` is
+    /// for; Consul itself ignores basic auth): requests without `Authorization: Basic
+    /// base64(<this>)` get 401 with `WWW-Authenticate: Basic` (RFC 7617).
+    pub basic_auth: Mutex<Option<String>>,
     /// Sessions by ID.
     pub sessions: Mutex<BTreeMap<String, Session>>,
     /// KV entries by key.
@@ -278,6 +288,20 @@ impl Consul {
     pub fn writes_log(&self) -> Vec<String> {
         self.cluster.writes_log.lock().unwrap().clone()
     }
+
+    /// Serves agent 0 on a Unix socket at `path` as well (Consul's `addresses.http =
+    /// "unix://…"`): the same node, catalog and counters.
+    pub async fn serve_unix(&self, path: &std::path::Path) {
+        let node = format!("node-{}", self.ips[0]);
+        let counters = self.cluster.counters.lock().unwrap()[&self.ips[0]].clone();
+        let app = router(Agent {
+            cluster: self.cluster.clone(),
+            node,
+            counters,
+        });
+        let l = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    }
 }
 
 fn server_tls(t: &TlsFiles) -> axum_server::tls_rustls::RustlsConfig {
@@ -348,9 +372,35 @@ async fn count(
     State(a): State<Agent>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let want = a.cluster.basic_auth.lock().unwrap().clone();
+    if let Some(want) = want {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(want)
+        );
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&expected) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"consul\"")],
+                "401 Unauthorized",
+            )
+                .into_response();
+        }
+    }
+    let ns = q.get("ns").filter(|n| !n.is_empty()).cloned();
+    a.cluster.namespaces.lock().unwrap().push(ns.clone());
+    if ns.is_some() && !a.cluster.enterprise.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature",
+        );
+    }
     if method == Method::GET {
         a.counters.reads.fetch_add(1, Ordering::SeqCst);
         if a.cluster.fail_reads.lock().unwrap().contains(&a.node) {

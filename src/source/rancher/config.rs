@@ -24,6 +24,7 @@ pub struct RancherSourceConfig {
     /// API URL: a root (`http://rancher:8080/v2-beta`, `/v1`) for every project the key sees,
     /// or one project (`.../v2-beta/projects/1a5`). Env fallback: `RANCHER_URL`.
     #[serde(default)]
+    #[schemars(url, pattern(crate::config::schema::HTTP_URL_PATTERN))]
     pub url: String,
     /// API access key (HTTP basic user). Env fallback: `RANCHER_ACCESS_KEY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +37,7 @@ pub struct RancherSourceConfig {
     pub secret_key_file: Option<PathBuf>,
     /// Timeout of each request.
     #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     pub timeout: Duration,
     /// TLS for https URLs.
     #[serde(default)]
