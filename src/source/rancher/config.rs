@@ -73,7 +73,7 @@ pub struct RancherSourceConfig {
     /// Rancher sends a ping every 5 s (`api.sub.ping.interval.millis`): the default allows
     /// three to go missing.
     #[serde(default = "default_watch_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     pub watch_timeout: Duration,
 }
 
