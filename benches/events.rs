@@ -38,6 +38,30 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// rancon's own /metrics.
+struct Metrics(String);
+
+impl Metrics {
+    async fn get(&self) -> String {
+        let client = rancon::http::client(Duration::from_secs(5), &Default::default()).unwrap();
+        client
+            .get(&self.0)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// A sample's value (`name value`, no labels) in OpenMetrics text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -45,16 +69,23 @@ fn main() {
         let c = Consul::start(1).await;
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("rancon.toml");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         std::fs::write(
             &cfg,
             format!(
-                "interval = \"5m\"\n[sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
+                "interval = \"5m\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
                  [backends.consul]\ntype = \"consul\"\nurl = {:?}\n",
                 r.url("/v2-beta"),
                 c.url(0)
             ),
         )
         .unwrap();
+        let metrics = Metrics(format!("http://127.0.0.1:{port}/metrics"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rancon"))
             .args(["--config", &cfg.display().to_string(), "-q"])
             .env_remove("RANCON_CONFIG")
@@ -78,6 +109,7 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
 
+        let m0 = metrics.get().await;
         let mut lat = Vec::new();
         for e in 0..EDITS {
             let k = (e * 83) % SERVICES;
@@ -108,7 +140,17 @@ fn main() {
             // Apart, so each edit is a round of its own.
             tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(..200))).await;
         }
+        let m1 = metrics.get().await;
         lat.sort();
+        let mean = |name: &str| {
+            let d = |k: &str| sample(&m1, &format!("{name}_{k}")) - sample(&m0, &format!("{name}_{k}"));
+            Duration::from_secs_f64(d("sum") / d("count"))
+        };
+        println!(
+            "events: inside rancon, mean over the edits' rounds: round {}, event received → round done {}",
+            ms(mean("rancon_round_duration_seconds")),
+            ms(mean("rancon_event_lag_seconds"))
+        );
         println!(
             "events: change-to-write latency over {EDITS} single-service label edits (frame sent → Consul write answered): p50 {}, p99 {}, max {}",
             ms(pct(&lat, 0.5)),

@@ -143,7 +143,15 @@ impl Inner {
             },
         )
         .await?;
-        ProjectView::from_listing(url, environment, stacks_coll, stacks, services, containers)
+        ProjectView::from_listing(
+            &self.rules,
+            url,
+            environment,
+            stacks_coll,
+            stacks,
+            services,
+            containers,
+        )
     }
 }
 

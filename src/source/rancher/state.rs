@@ -120,10 +120,14 @@ impl Shared {
         self.watching.load(Ordering::Relaxed)
     }
 
-    /// A listing starts (before its first request).
+    /// A listing starts (before its first request). The view it will replace goes now: two
+    /// copies of a large project would double the peak memory, and rounds never overlap, so
+    /// nothing asks for the view meanwhile (the changes received are journaled).
     pub fn begin_fetch(&self) -> Fetch<'_> {
         let mut st = self.lock();
         st.fetching += 1;
+        st.views = None;
+        st.valid = false;
         Fetch {
             shared: self,
             epoch: st.epoch,

@@ -85,6 +85,39 @@ impl LaunchConfig {
     }
 }
 
+impl Service {
+    /// Drops what the derivation never reads, so the view holds less than the listing: labels
+    /// outside the prefix (Rancher's own `io.rancher.*` are most of them), and the addresses of
+    /// the other endpoint kind.
+    fn trim(&mut self, rules: &Rules) {
+        let prefix = rules.naming.prefix.to_ascii_lowercase();
+        let ours = |k: &String| {
+            let k = k.to_ascii_lowercase();
+            k == prefix || k.strip_prefix(&prefix).is_some_and(|r| r.starts_with('.'))
+        };
+        let configs = self
+            .launch_config
+            .iter_mut()
+            .chain(self.secondary_launch_configs.iter_mut().flatten());
+        for lc in configs {
+            if let Some(labels) = &mut lc.labels {
+                labels.retain(|k, _| ours(k));
+            }
+            if rules.endpoints == EndpointKind::Public {
+                lc.ports = None;
+                lc.expose = None;
+            }
+        }
+        match rules.endpoints {
+            EndpointKind::Public => {
+                self.instance_ids = None;
+                self.secondary_launch_configs = None;
+            }
+            EndpointKind::Internal => self.public_endpoints = None,
+        }
+    }
+}
+
 /// The label cattle puts on a container naming the launch config it runs: the primary's
 /// marker below, or a sidekick's name.
 const LAUNCH_CONFIG_LABEL: &str = "io.rancher.service.launch.config";
@@ -199,6 +232,7 @@ impl ProjectView {
     /// would silently rename or drop services (stack "" fails include_stacks and changes
     /// %STACK%): the listing fails instead. A service that does not decode stays as a skip.
     pub fn from_listing(
+        rules: &Rules,
         url: String,
         environment: String,
         stacks_coll: &str,
@@ -228,7 +262,10 @@ impl ProjectView {
             .into_iter()
             .enumerate()
             .map(|(i, s)| match s {
-                Ok(s) => (Key::new(&s.id), Ok(s)),
+                Ok(mut s) => {
+                    s.trim(rules);
+                    (Key::new(&s.id), Ok(s))
+                }
                 // Not an id a service can have: never replaced by an event.
                 Err(e) => (Key(0, i.to_string()), Err(e)),
             })
@@ -273,7 +310,10 @@ impl ProjectView {
             }
             match change.clone() {
                 Resource::Stack(s) => drop(self.stacks.insert(id, s.name.unwrap_or(s.id))),
-                Resource::Service(s) => drop(self.services.insert(key, Ok(*s))),
+                Resource::Service(mut s) => {
+                    s.trim(rules);
+                    drop(self.services.insert(key, Ok(*s)))
+                }
                 Resource::Container(c) => drop(self.containers.insert(id, c)),
             }
         }
@@ -484,9 +524,16 @@ mod tests {
     #[test]
     fn events_add_a_bounded_number_of_items_and_remove_only_what_says_gone() {
         let rules = rules();
-        let mut v =
-            ProjectView::from_listing("p".into(), "e".into(), "stacks", vec![], vec![], vec![])
-                .unwrap();
+        let mut v = ProjectView::from_listing(
+            &rules,
+            "p".into(),
+            "e".into(),
+            "stacks",
+            vec![],
+            vec![],
+            vec![],
+        )
+        .unwrap();
         let count = |v: &ProjectView| {
             let (mut eps, mut sk) = (vec![], vec![]);
             v.endpoints(&rules, &mut eps, &mut sk);
