@@ -49,8 +49,15 @@ async fn ready(c: &Consul, node: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let q = format!("/v1/catalog/node-services/{node}?");
-    while !c.reads_matching(&q).last().is_some_and(|l| l.contains("index=")) {
-        assert!(t.elapsed() < Duration::from_secs(300), "the watch never blocked");
+    while !c
+        .reads_matching(&q)
+        .last()
+        .is_some_and(|l| l.contains("index="))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "the watch never blocked"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -83,7 +90,10 @@ async fn repairs(c: &Consul, node: &str, label: &str) {
         assert!(client.put(&url).send().await.unwrap().status().is_success());
         let t0 = Instant::now();
         while !c.has_service(node, id) {
-            assert!(t0.elapsed() < Duration::from_secs(60), "{id} never came back");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{id} never came back"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         lat.push(t0.elapsed());

@@ -204,7 +204,10 @@ async fn blocking_queries_wait_for_a_real_change_of_their_resource() {
     let other = format!("{}/v1/agent/service/register", c.url(1));
     assert_eq!(put(&other, service(json!({}))).await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "a write on another node does not wake it");
+    assert!(
+        !waiting.is_finished(),
+        "a write on another node does not wake it"
+    );
     let reg = format!("{}/v1/agent/service/register", c.url(0));
     assert_eq!(put(&reg, service(json!({}))).await.0, 200);
     let (_, after, body) = waiting.await.unwrap();
@@ -241,9 +244,15 @@ async fn index_edge_cases_unknown_nodes_zero_indexes_and_restores() {
     let gone = format!("{}/v1/catalog/node-services/nowhere", c.url(0));
     // An unknown node has the node-extinction index: 0 in the store, 1 on the wire.
     assert_eq!(get_indexed(&gone).await.1, Some(1));
-    c.cluster.raft.legacy_zero_index.store(true, Ordering::SeqCst);
+    c.cluster
+        .raft
+        .legacy_zero_index
+        .store(true, Ordering::SeqCst);
     assert_eq!(get_indexed(&gone).await.1, Some(0), "older servers sent 0");
-    c.cluster.raft.legacy_zero_index.store(false, Ordering::SeqCst);
+    c.cluster
+        .raft
+        .legacy_zero_index
+        .store(false, Ordering::SeqCst);
     // A restore answers blocked queries at once, with a lower index.
     let ns = format!("{}/v1/catalog/node-services/node-{}", c.url(0), c.ips[0]);
     let reg = format!("{}/v1/agent/service/register", c.url(0));

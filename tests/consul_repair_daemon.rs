@@ -64,7 +64,9 @@ async fn daemon(c: &Consul, s: &Setup) -> (Child, u16) {
 }
 
 async fn put(c: &Consul, path: &str, body: Option<serde_json::Value>) {
-    let mut req = rancon::http::client(Duration::from_secs(10), &Default::default()).unwrap().put(format!("{}{path}", c.url(0)));
+    let mut req = rancon::http::client(Duration::from_secs(10), &Default::default())
+        .unwrap()
+        .put(format!("{}{path}", c.url(0)));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -109,8 +111,10 @@ async fn a_registration_edited_by_hand_is_repaired() {
     put(
         &c,
         "/v1/agent/service/register",
-        Some(serde_json::json!({"ID": id, "Name": svc.name, "Tags": svc.tags,
-            "Address": svc.address, "Port": 9999, "Meta": svc.meta})),
+        Some(
+            serde_json::json!({"ID": id, "Name": svc.name, "Tags": svc.tags,
+            "Address": svc.address, "Port": 9999, "Meta": svc.meta}),
+        ),
     )
     .await;
     until("repaired", || c.agent_services(0)[id].port == 8080).await;
@@ -143,5 +147,9 @@ async fn a_busy_catalog_with_foreign_churn_causes_no_write_and_no_round() {
     // Let any wake-up turn into a round before counting.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(c.requests().1, writes_before, "no write");
-    assert_eq!(rounds(port).await, rounds_before, "no round: nothing of ours changed");
+    assert_eq!(
+        rounds(port).await,
+        rounds_before,
+        "no round: nothing of ours changed"
+    );
 }

@@ -108,7 +108,10 @@ async fn a_hand_deletion_through_the_agent_api_wakes_the_watch_and_the_round_rep
     let id = "web-127-0-0-2-8080";
     agent_put(&f.c, &format!("/v1/agent/service/deregister/{id}"), None).await;
     let w = wake(&mut f.rx).await;
-    assert!(matches!(&w, Wake::Backend { backend, .. } if backend == "consul"), "{w:?}");
+    assert!(
+        matches!(&w, Wake::Backend { backend, .. } if backend == "consul"),
+        "{w:?}"
+    );
     assert!(!f.c.agent_services(0).contains_key(id));
     let before = f.c.requests().1;
     let r = f.p.round(RoundOptions::default()).await;
@@ -130,8 +133,10 @@ async fn a_hand_edit_of_an_owned_registration_wakes_the_watch_and_the_round_repa
     agent_put(
         &f.c,
         "/v1/agent/service/register",
-        Some(serde_json::json!({"ID": id, "Name": edited.name, "Tags": edited.tags,
-            "Address": edited.address, "Port": edited.port, "Meta": edited.meta})),
+        Some(
+            serde_json::json!({"ID": id, "Name": edited.name, "Tags": edited.tags,
+            "Address": edited.address, "Port": edited.port, "Meta": edited.meta}),
+        ),
     )
     .await;
     wake(&mut f.rx).await;
@@ -150,11 +155,17 @@ async fn identical_re_registers_and_rancons_own_writes_do_not_wake() {
     agent_put(
         &f.c,
         "/v1/agent/service/register",
-        Some(serde_json::json!({"ID": id, "Name": same.name, "Tags": same.tags,
-            "Address": same.address, "Port": same.port, "Meta": same.meta})),
+        Some(
+            serde_json::json!({"ID": id, "Name": same.name, "Tags": same.tags,
+            "Address": same.address, "Port": same.port, "Meta": same.meta}),
+        ),
     )
     .await;
-    assert_eq!(f.c.cluster.raft.last(), raft, "an identical re-register is no change");
+    assert_eq!(
+        f.c.cluster.raft.last(),
+        raft,
+        "an identical re-register is no change"
+    );
     // rancon's own write (a new service) moves the node's index and answers the watch, which
     // finds what the backend expects.
     f._s.services(&[
@@ -165,7 +176,10 @@ async fn identical_re_registers_and_rancons_own_writes_do_not_wake() {
     let seen = queries(&f.c, &f.node).len();
     let r = f.p.round(RoundOptions::default()).await;
     assert!(!r.failed(), "{r:?}");
-    until("the watch saw the write", || queries(&f.c, &f.node).len() > seen).await;
+    until("the watch saw the write", || {
+        queries(&f.c, &f.node).len() > seen
+    })
+    .await;
     blocking(&f.c, &f.node).await;
     assert_eq!(drain(&mut f.rx), 0, "no wake-up for rancon's own write");
 }
@@ -225,9 +239,15 @@ async fn the_index_starts_over_when_it_goes_backwards() {
     // A snapshot restore: the blocked query returns with an index below the one it sent.
     f.c.cluster.raft.restore(2);
     // `seen` counts the query in flight: the next one is the first after the restore.
-    until("a query after the restore", || queries(&f.c, &f.node).len() > seen).await;
+    until("a query after the restore", || {
+        queries(&f.c, &f.node).len() > seen
+    })
+    .await;
     let after = &queries(&f.c, &f.node)[seen];
-    assert!(!after.contains("index="), "a non-blocking read starts over: {after}");
+    assert!(
+        !after.contains("index="),
+        "a non-blocking read starts over: {after}"
+    );
     blocking(&f.c, &f.node).await;
     // Changes after the restore carry small indexes, and still wake the watch.
     agent_put(&f.c, "/v1/agent/service/deregister/db-127-0-0-2-5432", None).await;
@@ -248,14 +268,20 @@ async fn an_index_of_zero_is_never_sent_back() {
     s.services(&[]);
     let p = s.pipeline(
         "",
-        &format!("url = {:?}\nmode = \"catalog\"\nnode = \"sync-node\"", c.url(0)),
+        &format!(
+            "url = {:?}\nmode = \"catalog\"\nnode = \"sync-node\"",
+            c.url(0)
+        ),
     );
     let (tx, _rx) = rancon::watch::channel();
     let _task = p.backends[0].watch(tx).unwrap();
     until("two queries", || queries(&c, "sync-node").len() >= 2).await;
     let q = queries(&c, "sync-node");
     assert!(!q[0].contains("index="), "{q:?}");
-    assert!(q[1].contains("index=1&") || q[1].ends_with("index=1"), "{q:?}");
+    assert!(
+        q[1].contains("index=1&") || q[1].ends_with("index=1"),
+        "{q:?}"
+    );
     // It blocks: no stream of non-blocking reads.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(queries(&c, "sync-node").len(), 2);
@@ -264,7 +290,11 @@ async fn an_index_of_zero_is_never_sent_back() {
 #[tokio::test]
 async fn a_failing_agent_is_asked_again_with_growing_pauses_and_then_watched_again() {
     let mut f = fixture("").await;
-    f.c.cluster.fail_reads.lock().unwrap().insert(f.node.clone());
+    f.c.cluster
+        .fail_reads
+        .lock()
+        .unwrap()
+        .insert(f.node.clone());
     let seen = queries(&f.c, &f.node).len();
     // A change answers the query in flight; the ones after it fail.
     f.c.insert(
@@ -299,7 +329,10 @@ async fn with_acls_the_watch_sends_the_token_and_needs_nothing_else() {
     let c = Consul::start_with(1, Some("s3cr3t-token"), None).await;
     let s = Setup::new();
     s.services(&[("web", "127.0.0.2", 8080, &[])]);
-    let p = s.pipeline("", &format!("url = {:?}\ntoken = \"s3cr3t-token\"", c.url(0)));
+    let p = s.pipeline(
+        "",
+        &format!("url = {:?}\ntoken = \"s3cr3t-token\"", c.url(0)),
+    );
     assert!(!p.round(RoundOptions::default()).await.failed());
     let (tx, mut rx) = rancon::watch::channel();
     let _task = p.backends[0].watch(tx).unwrap();
@@ -341,7 +374,11 @@ async fn hostile_answers_fail_the_query_never_the_task() {
             "/v1/agent/self",
             axum::routing::get(move || {
                 // A node name with a newline first (it would end up in a path and in logs).
-                let name = if s2.fetch_add(1, Ordering::SeqCst) == 0 { "bad\nname" } else { "n1" };
+                let name = if s2.fetch_add(1, Ordering::SeqCst) == 0 {
+                    "bad\nname"
+                } else {
+                    "n1"
+                };
                 async move { axum::Json(serde_json::json!({"Config": {"NodeName": name}})) }
             }),
         )
@@ -378,7 +415,10 @@ async fn hostile_answers_fail_the_query_never_the_task() {
     let (tx, mut rx) = rancon::watch::channel();
     let task = p.backends[0].watch(tx).unwrap();
     until("three hostile answers", || hits.load(Ordering::SeqCst) >= 3).await;
-    assert!(selves.load(Ordering::SeqCst) >= 2, "a bad node name is asked again");
+    assert!(
+        selves.load(Ordering::SeqCst) >= 2,
+        "a bad node name is asked again"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!task.is_finished(), "the watch task survives");
     assert_eq!(drain(&mut rx), 0);

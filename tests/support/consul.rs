@@ -79,6 +79,8 @@ pub struct Cluster {
     pub reads_log: Mutex<Vec<String>>,
     /// Raft-like indexes and blocking queries of the catalog endpoints.
     pub raft: blocking::Raft,
+    /// When each write request was answered, in order (for latency benches).
+    pub writes_done: Mutex<Vec<std::time::Instant>>,
     /// Registrations whose ID contains this text fail with a 500.
     pub fail_register: Mutex<Option<String>>,
     /// Nodes (`node-127.0.0.3`) whose agent answers every read with a 500.
@@ -89,6 +91,16 @@ pub struct Cluster {
     /// (`agent/acl.go` `vetCheckUpdateWithAuthorizer`, 404): `agent/agent.go` `updateTTLCheck`
     /// returns a plain error, which the HTTP layer answers with 500.
     pub legacy_check_update: std::sync::atomic::AtomicBool,
+    /// Consul Enterprise: `?ns=` is accepted (and recorded in `namespaces`). Consul CE answers
+    /// any non-empty `ns` with 400 (`agent/http_ce.go` `parseEntMeta`). The double keeps one
+    /// catalog whatever the namespace.
+    pub enterprise: std::sync::atomic::AtomicBool,
+    /// The `ns` of every request, in order (`None`: none sent).
+    pub namespaces: Mutex<Vec<Option<String>>>,
+    /// An authenticating reverse proxy in front of the agents (what `CONSUL_HTTP_AUTH` is
+    /// for; Consul itself ignores basic auth): requests without `Authorization: Basic
+    /// base64(<this>)` get 401 with `WWW-Authenticate: Basic` (RFC 7617).
+    pub basic_auth: Mutex<Option<String>>,
     /// Sessions by ID.
     pub sessions: Mutex<BTreeMap<String, Session>>,
     /// KV entries by key.
@@ -286,7 +298,9 @@ impl Consul {
             c.status = status.into();
             let sid = c.service_id.clone();
             let name = n.services.get(&sid).map(|s| s.name.clone());
-            self.cluster.raft.commit(None, &name.iter().map(String::as_str).collect::<Vec<_>>());
+            self.cluster
+                .raft
+                .commit(None, &name.iter().map(String::as_str).collect::<Vec<_>>());
         }
     }
 
@@ -299,6 +313,20 @@ impl Consul {
 
     pub fn writes_log(&self) -> Vec<String> {
         self.cluster.writes_log.lock().unwrap().clone()
+    }
+
+    /// Serves agent 0 on a Unix socket at `path` as well (Consul's `addresses.http =
+    /// "unix://…"`): the same node, catalog and counters.
+    pub async fn serve_unix(&self, path: &std::path::Path) {
+        let node = format!("node-{}", self.ips[0]);
+        let counters = self.cluster.counters.lock().unwrap()[&self.ips[0]].clone();
+        let app = router(Agent {
+            cluster: self.cluster.clone(),
+            node,
+            counters,
+        });
+        let l = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     }
 }
 
@@ -371,9 +399,35 @@ async fn count(
     State(a): State<Agent>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let want = a.cluster.basic_auth.lock().unwrap().clone();
+    if let Some(want) = want {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(want)
+        );
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&expected) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"consul\"")],
+                "401 Unauthorized",
+            )
+                .into_response();
+        }
+    }
+    let ns = q.get("ns").filter(|n| !n.is_empty()).cloned();
+    a.cluster.namespaces.lock().unwrap().push(ns.clone());
+    if ns.is_some() && !a.cluster.enterprise.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature",
+        );
+    }
     if method == Method::GET {
         a.counters.reads.fetch_add(1, Ordering::SeqCst);
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -399,6 +453,13 @@ async fn count(
             .lock()
             .unwrap()
             .push(format!("{method} {} @{}", uri.path(), a.node));
+        let resp = next.run(req).await;
+        a.cluster
+            .writes_done
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        return resp;
     }
     next.run(req).await
 }
@@ -896,7 +957,12 @@ async fn check_update(
         check.output = output;
         let sid = check.service_id.clone();
         let node = &nodes[&a.node];
-        let names: Vec<&str> = node.services.get(&sid).map(|s| s.name.as_str()).into_iter().collect();
+        let names: Vec<&str> = node
+            .services
+            .get(&sid)
+            .map(|s| s.name.as_str())
+            .into_iter()
+            .collect();
         a.cluster.raft.commit(None, &names);
     }
     empty_ok()
@@ -994,7 +1060,9 @@ async fn catalog_deregister(State(a): State<Agent>, headers: HeaderMap, body: By
         && let Some(gone) = n.services.remove(&id)
     {
         n.checks.retain(|_, c| c.service_id != id);
-        a.cluster.raft.commit(Some(&node_name), &[gone.name.as_str()]);
+        a.cluster
+            .raft
+            .commit(Some(&node_name), &[gone.name.as_str()]);
     }
     json_ok(json!(true))
 }

@@ -6,3 +6,4 @@ pub mod consul_setup;
 pub mod etcd;
 pub mod pki;
 pub mod rancher;
+pub mod rancher_events;

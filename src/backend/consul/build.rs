@@ -11,13 +11,14 @@ impl Consul {
     /// Builds the backend: templates compiled, one HTTP client.
     pub fn new(name: &str, cfg: &ConsulBackendConfig, global: &Common) -> Result<Self, BuildError> {
         let tpl = BuildError::template;
-        let http = crate::http::client(cfg.timeout, &cfg.tls)?;
+        // `unix://<path>`: every request goes through the socket to `UNIX_BASE`.
+        let (http, base) = crate::consul::client(&cfg.url, cfg.timeout, &cfg.tls)?;
         Ok(Self {
             name: name.to_string(),
             sources: cfg.sources.clone(),
             owner: global.owner.clone(),
             owner_tag: format!("rancon-{}", global.owner),
-            url: tpl("url", cfg.url.trim_end_matches('/'))?,
+            url: tpl("url", &base)?,
             discovery_url: cfg
                 .discovery_url
                 .as_ref()
@@ -44,13 +45,17 @@ impl Consul {
             deregister_after: cfg.check_deregister_after,
             concurrency: cfg.concurrency.max(1),
             timeout: cfg.timeout,
-            api: Arc::new(Api::new(
-                name,
-                http,
-                cfg.datacenter.clone(),
-                SecretSource::new(cfg.token.clone(), cfg.token_file.clone()),
-                global.max_response_size,
-            )),
+            api: Arc::new(
+                Api::new(
+                    name,
+                    http,
+                    cfg.datacenter.clone(),
+                    SecretSource::new(cfg.token.clone(), cfg.token_file.clone()),
+                    global.max_response_size,
+                )
+                .with_auth(cfg.http_auth.clone())
+                .with_namespace(cfg.namespace.clone()),
+            ),
             agents: Arc::new(Mutex::new(Agents::default())),
             watch: cfg.watch,
             expected: Arc::default(),

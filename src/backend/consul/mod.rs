@@ -250,6 +250,18 @@ impl Consul {
         }
     }
 
+    /// The places (agents, or `url`) a write changes.
+    fn places_of<'r>(&'r self, op: &'r Op<'_>) -> Vec<&'r str> {
+        match op {
+            Op::Register { reg, moved_from } => {
+                let mut places = vec![self.agent_of(reg)];
+                places.extend(moved_from.iter().copied());
+                places
+            }
+            Op::Deregister(reg) | Op::Refresh(reg) => vec![self.agent_of(reg)],
+        }
+    }
+
     /// Records what a write does (or, when it failed, that its place is unknown now), for
     /// the watch.
     fn expect(&self, op: &Op<'_>, ok: bool) {
@@ -462,14 +474,19 @@ impl Backend for Consul {
                     }),
                     None => {
                         // Expected before it is sent: the watch may see the write before
-                        // this task sees its answer, and must not take it for drift.
+                        // this task sees its answer, and must not take it for drift; it
+                        // judges a place once its writes in flight are answered.
+                        let places = self.places_of(op);
+                        places.iter().for_each(|p| self.expected.begin(p));
                         self.expect(op, true);
-                        self.run(op).await
+                        let r = self.run(op).await;
+                        if r.is_err() {
+                            self.expect(op, false);
+                        }
+                        places.iter().for_each(|p| self.expected.end(p));
+                        r
                     }
                 };
-                if r.is_err() {
-                    self.expect(op, false);
-                }
                 (reg.id.clone(), r)
             })
             .buffer_unordered(self.concurrency)

@@ -36,21 +36,34 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const RESCAN: Duration = Duration::from_secs(2);
 
 /// What the backend believes each place holds (agent URL, or `url` in catalog mode): entry
-/// hashes by Consul id, from its last listing and its own writes since. `None`: unknown (a
-/// write failed). A watch answer equal to it is rancon's own doing, not drift.
+/// hashes by Consul id, from its last listing and its own writes since (recorded before each
+/// write is sent). `None`: unknown (a write failed). A watch answer equal to it is rancon's
+/// own doing, not drift. Writes still in flight are counted per place: while a round writes
+/// concurrently, Consul passes through partial states that match no expectation, so a watch
+/// judges only once the place's writes are done.
 #[derive(Default)]
-pub struct Expected(Mutex<BTreeMap<String, Option<BTreeMap<String, u64>>>>);
+pub struct Expected {
+    places: Mutex<BTreeMap<String, Place>>,
+    /// Woken when a place's last write in flight ends.
+    settled: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Place {
+    regs: Option<BTreeMap<String, u64>>,
+    in_flight: usize,
+}
 
 impl Expected {
     /// A successful listing of `place` found these owned registrations.
     pub fn listed(&self, place: &str, regs: &[Registration]) {
         let map = regs.iter().map(|r| (r.id.clone(), entry_hash(r))).collect();
-        self.lock().insert(place.to_string(), Some(map));
+        self.lock().entry(place.to_string()).or_default().regs = Some(map);
     }
 
-    /// A write to `place` succeeded: `id` now holds `reg` (`None`: deregistered).
+    /// A write to `place` is about to be sent: `id` will hold `reg` (`None`: deregistered).
     pub fn written(&self, place: &str, id: &str, reg: Option<&Registration>) {
-        if let Some(Some(map)) = self.lock().get_mut(place) {
+        if let Some(map) = self.lock().get_mut(place).and_then(|p| p.regs.as_mut()) {
             match reg {
                 Some(r) => map.insert(id.to_string(), entry_hash(r)),
                 None => map.remove(id),
@@ -60,18 +73,53 @@ impl Expected {
 
     /// A write to `place` failed: what it holds is unknown until the next listing.
     pub fn unknown(&self, place: &str) {
-        self.lock().insert(place.to_string(), None);
+        self.lock().entry(place.to_string()).or_default().regs = None;
+    }
+
+    /// A write to `place` is sent; `end` follows when its answer (or error) is in.
+    pub fn begin(&self, place: &str) {
+        self.lock().entry(place.to_string()).or_default().in_flight += 1;
+    }
+
+    /// A write to `place` has its answer.
+    pub fn end(&self, place: &str) {
+        let mut places = self.lock();
+        if let Some(p) = places.get_mut(place) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+            if p.in_flight == 0 {
+                self.settled.notify_waiters();
+            }
+        }
+    }
+
+    fn in_flight(&self, place: &str) -> usize {
+        self.lock().get(place).map_or(0, |p| p.in_flight)
+    }
+
+    /// Returns once no write to `place` is in flight.
+    async fn settle(&self, place: &str) {
+        loop {
+            let woken = self.settled.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so an `end` between the two is not missed.
+            woken.as_mut().enable();
+            if self.in_flight(place) == 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 
     fn digest(&self, place: &str) -> Option<u64> {
         self.lock()
             .get(place)?
+            .regs
             .as_ref()
             .map(|m| m.values().fold(0u64, |a, h| a.wrapping_add(*h)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<BTreeMap<String, u64>>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Place>> {
+        self.places.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -224,7 +272,9 @@ impl Watcher {
                 if !tasks.0.contains_key(&place) {
                     let w = self.clone();
                     let p = place.clone();
-                    tasks.0.insert(place, tokio::spawn(async move { w.watch(p).await }));
+                    tasks
+                        .0
+                        .insert(place, tokio::spawn(async move { w.watch(p).await }));
                 }
             }
             if self.wake.is_closed() {
@@ -260,8 +310,26 @@ impl Watcher {
                         backoff = Backoff::default();
                     }
                     index = next_index(index, got);
-                    let expected = self.expected.digest(&place);
-                    if is_drift(prev, digest, expected) {
+                    let mut digest = digest;
+                    if is_drift(prev, digest, self.expected.digest(&place))
+                        && self.expected.in_flight(&place) > 0
+                    {
+                        // A round is writing here: judge the state it leaves, read at once
+                        // (not blocking) when its writes are answered.
+                        self.expected.settle(&place).await;
+                        match self.query(&place, &node, 0).await {
+                            Ok((now, got)) => {
+                                digest = now;
+                                index = next_index(0, got);
+                            }
+                            Err(e) => {
+                                index = 0;
+                                self.failed(&mut backoff, &place, &e).await;
+                                continue;
+                            }
+                        }
+                    }
+                    if is_drift(prev, digest, self.expected.digest(&place)) {
                         tracing::debug!(backend = %self.backend, agent = %place, "registrations changed under rancon; listing again");
                         let w = Wake::Backend {
                             backend: self.backend.clone(),
@@ -366,12 +434,21 @@ mod tests {
     #[test]
     fn only_unexpected_changes_are_drift() {
         assert!(!is_drift(None, 7, None), "first answer: a baseline");
-        assert!(is_drift(None, 7, Some(8)), "first answer unlike the listing");
+        assert!(
+            is_drift(None, 7, Some(8)),
+            "first answer unlike the listing"
+        );
         assert!(!is_drift(None, 7, Some(7)));
-        assert!(!is_drift(Some(7), 7, Some(8)), "foreign churn: nothing of ours changed");
+        assert!(
+            !is_drift(Some(7), 7, Some(8)),
+            "foreign churn: nothing of ours changed"
+        );
         assert!(is_drift(Some(7), 9, Some(7)), "a hand edit");
         assert!(!is_drift(Some(7), 9, Some(9)), "rancon's own write");
-        assert!(is_drift(Some(7), 9, None), "unknown expectations: any change");
+        assert!(
+            is_drift(Some(7), 9, None),
+            "unknown expectations: any change"
+        );
     }
 
     #[test]
@@ -424,5 +501,28 @@ mod tests {
         assert_ne!(e.digest("a"), Some(both), "an edit changes the digest");
         e.unknown("a");
         assert_eq!(e.digest("a"), None);
+    }
+
+    #[tokio::test]
+    async fn a_place_settles_when_its_last_write_in_flight_ends() {
+        let e = Arc::new(Expected::default());
+        e.begin("a");
+        e.begin("a");
+        e.begin("b");
+        let waiter = tokio::spawn({
+            let e = e.clone();
+            async move { e.settle("a").await }
+        });
+        e.end("a");
+        e.end("b");
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one write to a is still in flight");
+        e.end("a");
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("settled")
+            .unwrap();
+        assert_eq!(e.in_flight("a"), 0);
+        e.settle("never-written").await;
     }
 }
