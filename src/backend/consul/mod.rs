@@ -274,7 +274,7 @@ impl Consul {
                 e.written(self.agent_of(reg), real_id(reg), Some(reg));
             }
             (Op::Register { reg, moved_from }, false) => {
-                moved_from.into_iter().for_each(|old| e.unknown(old));
+                moved_from.iter().for_each(|old| e.unknown(old));
                 e.unknown(self.agent_of(reg));
             }
             (Op::Deregister(reg), true) => e.written(self.agent_of(reg), real_id(reg), None),

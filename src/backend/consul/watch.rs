@@ -269,12 +269,10 @@ impl Watcher {
                 keep
             });
             for place in want {
-                if !tasks.0.contains_key(&place) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = tasks.0.entry(place) {
                     let w = self.clone();
-                    let p = place.clone();
-                    tasks
-                        .0
-                        .insert(place, tokio::spawn(async move { w.watch(p).await }));
+                    let p = slot.key().clone();
+                    slot.insert(tokio::spawn(async move { w.watch(p).await }));
                 }
             }
             if self.wake.is_closed() {
