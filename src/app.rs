@@ -3,8 +3,9 @@
 pub use crate::build::build;
 use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
-use crate::config::{self, ConfigError, LoadOptions};
+use crate::config::{self, ConfigError, LoadOptions, Problem};
 use crate::engine::{Pipeline, RoundOptions, RoundReport, Scope};
+use crate::implied::ImpliedComponent;
 use crate::output::clean;
 use crate::serve::{self, Status};
 use crate::wakes::{DEBOUNCE, EventBook, start_watches};
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 /// Exit code for an invalid configuration (EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
-fn load_options(args: &ConfigArgs) -> LoadOptions {
+/// What the command line says about where configuration comes from.
+pub fn load_options(args: &ConfigArgs) -> LoadOptions {
     LoadOptions {
         file: args.config.clone(),
         sets: args.sets.clone(),
@@ -23,11 +25,28 @@ fn load_options(args: &ConfigArgs) -> LoadOptions {
     }
 }
 
-/// Loads and validates the configuration (the top level, each component, the leader).
+/// Loads what can be read (with the shape problems of the rest, see `config::load_partial`),
+/// plus the components the environment implies (the zero-config start).
+pub fn load(
+    args: &ConfigArgs,
+) -> Result<(Loaded, Vec<Problem>, Vec<ImpliedComponent>), ConfigError> {
+    let (mut loaded, problems) = config::load_partial(&load_options(args))?;
+    let implied = crate::implied::zero_config(&mut loaded, &crate::implied::env_var);
+    Ok((loaded, problems, implied))
+}
+
+/// Loads and validates the configuration (the top level, each component, the leader). Every
+/// problem is reported: shape problems do not hide the meaning problems of the rest.
 pub fn load_valid(args: &ConfigArgs) -> Result<Loaded, ConfigError> {
-    let loaded = config::load(&load_options(args))?;
-    validate(&loaded)?;
-    Ok(loaded)
+    let (loaded, mut problems, _) = load(args)?;
+    if let Err(e) = validate(&loaded) {
+        problems.extend(e.problems);
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
@@ -38,19 +57,42 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
 
 /// `rancon schema`: the JSON Schema of the configuration.
 pub fn schema() -> String {
-    let schema = schemars::schema_for!(Config);
+    let schema = config::schema::schema_for::<Config>();
     serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
 }
 
 /// `rancon check`: prints a ✓/✗ report; 0 when valid, 78 when not.
 pub async fn check(args: &CheckArgs) -> ExitCode {
-    let loaded: Loaded = match config::load(&load_options(&args.config)) {
+    let (loaded, mut problems, implied) = match load(&args.config) {
         Ok(l) => l,
         Err(e) => return config_failed("load", &e),
     };
-    crate::say!("✓ loaded");
+    crate::say!(
+        "{}",
+        if problems.is_empty() {
+            "✓ loaded"
+        } else {
+            "✗ load"
+        }
+    );
+    for i in &implied {
+        crate::say!(
+            "· implied {} (type {}) by {} (zero-config start: no source or backend configured)",
+            i.key,
+            i.kind,
+            i.because.join(", ")
+        );
+    }
+    for (key, origin) in crate::implied::conventional_origins(&loaded) {
+        crate::say!("· {key} from {origin}");
+    }
+    // The rest is validated even when part could not be read: one run shows every problem.
     if let Err(e) = validate(&loaded) {
-        return config_failed("validate", &e);
+        problems.extend(e.problems);
+        return config_failed("validate", &ConfigError { problems });
+    }
+    if !problems.is_empty() {
+        return config_error(&ConfigError { problems });
     }
     crate::say!(
         "✓ validated: {} source(s), {} backend(s)",
@@ -121,7 +163,11 @@ pub fn resolved(raw: &Config) -> String {
 
 fn config_failed(stage: &str, e: &ConfigError) -> ExitCode {
     crate::say!("✗ {stage}");
-    eprintln!("error: {e}");
+    config_error(e)
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    crate::logging::fatal_config(e);
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -131,15 +177,22 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
     let url = match &args.url {
         Some(u) => u.clone(),
         None => {
-            let loaded: Loaded = match config::load(&load_options(&args.config)) {
-                Ok(l) => l,
+            let loaded: Loaded = match load(&args.config) {
+                Ok((l, problems, _)) if problems.is_empty() => l,
+                Ok((_, problems, _)) => {
+                    crate::logging::fatal_config(&ConfigError { problems });
+                    return ExitCode::from(EXIT_CONFIG);
+                }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    crate::logging::fatal_config(&e);
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
             let Some(mut addr) = loaded.config.http.serve_on() else {
-                eprintln!("error: http.listen is not set: this configuration serves no /health");
+                crate::logging::fatal(
+                    "http.listen is not set: this configuration serves no /health",
+                    &[],
+                );
                 return ExitCode::from(EXIT_CONFIG);
             };
             if addr.ip().is_unspecified() {
@@ -151,7 +204,7 @@ pub async fn health(args: &crate::cli::HealthArgs) -> ExitCode {
     let client = match crate::http::client(Duration::from_secs(5), &Default::default()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::fatal(&e.to_string(), &[]);
             return ExitCode::FAILURE;
         }
     };
@@ -179,14 +232,14 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     let (loaded, mut pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::fatal_config(&e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     let leader = match leader(&loaded.config) {
         Ok(l) => l.map(Arc::new),
         Err(e) => {
-            eprintln!("error: leader: {e}");
+            crate::logging::fatal(&format!("leader: {e}"), &[]);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -212,10 +265,13 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     }
     let mut config = loaded.config;
     let status = Arc::new(Status::new(hangup_after(&config)));
+    status
+        .metrics
+        .declare(config.sources.keys(), config.backends.keys());
     if let Some(addr) = config.http.serve_on()
         && let Err(e) = serve::spawn(addr, status.clone()).await
     {
-        eprintln!("error: cannot listen on {addr} (http.listen): {e}");
+        crate::logging::fatal(&format!("cannot listen on {addr} (http.listen): {e}"), &[]);
         return ExitCode::FAILURE;
     }
     let elector = leader.clone().map(|l| {
@@ -229,7 +285,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot install signal handlers: {e}");
+            crate::logging::fatal(&format!("cannot install signal handlers: {e}"), &[]);
             return ExitCode::FAILURE;
         }
     };
@@ -294,12 +350,23 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                     pipeline = p;
                     pipeline.write_gate = gate;
                     config = c;
+                    status
+                        .metrics
+                        .declare(config.sources.keys(), config.backends.keys());
                     // The old pipeline's watches stop; the new ones resync on connect.
                     watches = start_watches(&pipeline, &wake_tx);
                 }
             }
+            // Biased: a full round that is due runs before any wake-up, and a stop signal is
+            // seen before one, so a constant stream of events neither postpones the periodic
+            // listing nor the shutdown (an unbiased select picks a ready branch at random).
             tokio::select! {
+                biased;
                 _ = &mut sleep => break Scope::full(),
+                sig = signals.next() => match sig {
+                    Sig::Reload => reload = true,
+                    Sig::Stop => break 'rounds,
+                },
                 Some(first) = wake_rx.recv() => {
                     // A burst of events becomes one round.
                     let mut wakes = vec![first];
@@ -311,17 +378,18 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                             Some(w) = wake_rx.recv() => wakes.push(w),
                         }
                     }
-                    while let Ok(w) = wake_rx.try_recv() {
-                        wakes.push(w);
+                    // What is queued now, not what keeps arriving: a watch that sends faster
+                    // than this drains must not hold the loop (and grow `wakes`) for ever.
+                    for _ in 0..wake_rx.len() {
+                        match wake_rx.try_recv() {
+                            Ok(w) => wakes.push(w),
+                            Err(_) => break,
+                        }
                     }
                     if let Some(s) = events.scope(&pipeline, wakes, &status.metrics.events) {
                         break s;
                     }
                 }
-                sig = signals.next() => match sig {
-                    Sig::Reload => reload = true,
-                    Sig::Stop => break 'rounds,
-                },
             }
         };
     }
@@ -460,6 +528,7 @@ async fn one_round_in(
     scope: &Scope,
 ) -> RoundReport {
     let report = pipeline.round_in(opts, scope).await;
+    crate::report_print::log_decisions(&report);
     let t = report.totals();
     if report.failed() {
         // A failed listing writes nothing, so `failed_writes` can be 0: say the round failed.

@@ -193,6 +193,17 @@ pub enum SkipKind {
 }
 
 impl SkipKind {
+    /// Every kind, so each `reason` series exists (at 0) before the first skip.
+    pub const ALL: [SkipKind; 7] = [
+        SkipKind::Template,
+        SkipKind::Port,
+        SkipKind::Label,
+        SkipKind::Shape,
+        SkipKind::Limit,
+        SkipKind::Conflict,
+        SkipKind::Address,
+    ];
+
     /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {

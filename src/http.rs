@@ -5,7 +5,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,40 @@ pub enum HttpSetupError {
 
 /// Builds a client with keep-alive, the given per-request timeout and TLS settings.
 pub fn client(timeout: Duration, tls: &ClientTls) -> Result<reqwest::Client, HttpSetupError> {
+    client_on(timeout, tls, None)
+}
+
+/// `client`, connecting every request to the Unix socket `unix_socket` when set (the URL's
+/// scheme still picks HTTP or HTTPS; its host only names the server).
+pub fn client_on(
+    timeout: Duration,
+    tls: &ClientTls,
+    unix_socket: Option<&Path>,
+) -> Result<reqwest::Client, HttpSetupError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = unix_socket {
+        builder = builder.unix_socket(path);
+    }
+    builder
+        .tls_backend_preconfigured(tls_config(tls)?)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(64)
+        // A 3xx is an answer, never followed: reqwest strips only `Authorization` on a
+        // cross-host redirect, so `X-Consul-Token` (and a PUT's body) would go to whatever
+        // host a hostile or misconfigured server names.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| HttpSetupError::Tls(e.to_string()))
+}
+
+/// What rancon calls itself in requests.
+pub const USER_AGENT: &str = concat!("rancon/", env!("CARGO_PKG_VERSION"));
+
+/// The rustls settings of `tls` (CA, server name, mTLS, insecure): the one TLS setup of every
+/// client, HTTP or WebSocket.
+pub fn tls_config(tls: &ClientTls) -> Result<rustls::ClientConfig, HttpSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -81,14 +115,7 @@ pub fn client(timeout: Duration, tls: &ClientTls) -> Result<reqwest::Client, Htt
         }
         _ => builder.with_no_client_auth(),
     };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(64)
-        .user_agent(concat!("rancon/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| HttpSetupError::Tls(e.to_string()))
+    Ok(config)
 }
 
 /// The retry policy for transient failures (connection errors, timeouts, 5xx, 429) within a
@@ -179,26 +206,61 @@ pub fn describe(e: &reqwest::Error) -> String {
 
 fn roots(tls: &ClientTls) -> Result<rustls::RootCertStore, HttpSetupError> {
     let mut store = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(path) => {
-            let err = |message: String| HttpSetupError::Ca {
-                path: path.clone(),
-                message,
-            };
-            let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| err(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(err("no PEM certificate in it".into()));
-            }
-            for c in certs {
-                store.add(c).map_err(|e| err(e.to_string()))?;
+    // `ca_file` wins over `ca_path`, as in Consul's clients (go-rootcerts `LoadCACerts`).
+    match (&tls.ca_file, &tls.ca_path) {
+        (Some(path), _) => add_pem(&mut store, path)?,
+        (None, Some(dir)) => {
+            let mut files = Vec::new();
+            walk(dir, &mut files)?;
+            for f in files {
+                add_pem(&mut store, &f)?;
             }
         }
+        (None, None) => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     Ok(store)
+}
+
+/// Adds the certificates of one PEM file; a file without any is an error.
+fn add_pem(store: &mut rustls::RootCertStore, path: &Path) -> Result<(), HttpSetupError> {
+    let err = |message: String| HttpSetupError::Ca {
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".into()));
+    }
+    for c in certs {
+        store.add(c).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Every file below `dir`, sorted, descending into directories but not into symbolic links
+/// to them: go-rootcerts `LoadCAPath` walks the same way (`filepath.Walk`) and, as here, any
+/// file that holds no PEM certificate fails the whole load.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), HttpSetupError> {
+    let err = |e: std::io::Error| HttpSetupError::Ca {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        if e.file_type().map_err(err)?.is_dir() {
+            walk(&e.path(), files)?;
+        } else {
+            files.push(e.path());
+        }
+    }
+    Ok(())
 }
 
 /// Accepts any certificate (`insecure = true`), still checking handshake signatures.
@@ -290,5 +352,59 @@ impl ServerCertVerifier for NamedVerify {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on 127.0.0.1 that redirects every request to `to`.
+    async fn redirector(to: String) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = c.write_all(answer.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_host_is_not_followed_and_the_token_stays_home() {
+        // The other host (127.0.0.2) records whatever reaches it.
+        let other = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let other_addr = other.local_addr().unwrap();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = other.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                let _ = seen_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = c
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]")
+                    .await;
+            }
+        });
+        let home = redirector(format!("http://{other_addr}/v1/agent/services")).await;
+        let client = super::client(std::time::Duration::from_secs(5), &Default::default()).unwrap();
+        let resp = client
+            .put(format!("http://{home}/v1/agent/service/register"))
+            .header("X-Consul-Token", "s3cretTOKEN")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 307, "the 3xx is the answer");
+        assert!(
+            seen.try_recv().is_err(),
+            "nothing may reach the host a redirect names"
+        );
     }
 }

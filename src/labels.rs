@@ -34,8 +34,48 @@ pub fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
         .any(|(k, v)| k.eq_ignore_ascii_case(&key) && is_false(v))
 }
 
-fn is_false(v: &str) -> bool {
+/// Whether a label value says no (`false`, `0`, `no`; any case).
+pub fn is_false(v: &str) -> bool {
     matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")
+}
+
+/// Whether a label value says yes (`true`, `1`, `yes`; any case).
+pub fn is_true(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+}
+
+/// The properties of the address on `port`: per-port properties (`port_<P>_<x>`, from labels
+/// `<prefix>.port.<P>.<x>`) of that port replace the service's `x`; those of other ports are
+/// dropped. `tag` and `tags` go together: a port that sets either replaces both.
+pub fn for_port(props: Props, port: &str) -> Props {
+    let mut out = Props::new();
+    let mut own = Props::new();
+    for (key, value) in props {
+        match per_port(&key) {
+            Some((p, rest)) if p == port && !rest.is_empty() => {
+                own.insert(rest.to_string(), value);
+            }
+            Some(_) => {}
+            None => {
+                out.insert(key, value);
+            }
+        }
+    }
+    if own.contains_key("tag") || own.contains_key("tags") {
+        out.remove("tag");
+        out.remove("tags");
+    }
+    out.extend(own);
+    out
+}
+
+/// `port_<digits>[_<rest>]` → (digits, rest); `None` for any other property.
+fn per_port(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("port_")?;
+    let end = rest.find('_').unwrap_or(rest.len());
+    let (digits, tail) = rest.split_at(end);
+    let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| (digits, tail.strip_prefix('_').unwrap_or("")))
 }
 
 /// Meta key naming the owning rancon deployment.
@@ -185,6 +225,36 @@ mod tests {
             None
         );
         assert!(select(&labels(&[("rancon.enable", "true")]), "rancon").is_some());
+    }
+
+    #[test]
+    fn per_port_properties_replace_the_services_for_their_port_only() {
+        let props: Props = [
+            ("tag", "a"),
+            ("tags", "b,c"),
+            ("meta_x", "1"),
+            ("port_9090_tags", "metrics"),
+            ("port_9090_meta_x", "2"),
+            ("port_8080_name", "other"),
+            ("port_9090", "bare"),
+            ("port_http_name", "not a port"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let p = for_port(props.clone(), "9090");
+        let keys: Vec<_> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            keys,
+            vec!["meta_x=2", "port_http_name=not a port", "tags=metrics"]
+        );
+        let p = for_port(props, "1");
+        assert_eq!(p.get("tag").map(String::as_str), Some("a"));
+        assert!(!p.contains_key("name"));
+        assert!(
+            !p.keys()
+                .any(|k| k.starts_with("port_9") || k.starts_with("port_8"))
+        );
     }
 
     #[test]

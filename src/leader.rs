@@ -35,6 +35,7 @@ pub fn check(cfg: &Config, c: &mut Collector<'_>) {
                 l.backend
             ),
         ),
+        None if c.unloaded(&format!("backends.{}", l.backend)) => {}
         _ => c.add(
             "leader.backend",
             format!(
@@ -91,7 +92,8 @@ impl Leader {
         owner: &str,
         max_body: u64,
     ) -> Result<Self, BuildError> {
-        let http = crate::http::client(consul.timeout, &consul.tls)?;
+        let url = cfg.url.as_deref().unwrap_or(&consul.url);
+        let (http, base) = crate::consul::client(url, consul.timeout, &consul.tls)?;
         Ok(Self {
             api: Api::new(
                 "leader",
@@ -99,13 +101,10 @@ impl Leader {
                 None,
                 SecretSource::new(consul.token.clone(), consul.token_file.clone()),
                 max_body,
-            ),
-            base: cfg
-                .url
-                .as_deref()
-                .unwrap_or(&consul.url)
-                .trim_end_matches('/')
-                .to_string(),
+            )
+            .with_auth(consul.http_auth.clone())
+            .with_namespace(consul.namespace.clone()),
+            base,
             key: cfg
                 .key
                 .clone()

@@ -4,7 +4,7 @@
 //! `RANCON_REGISTRY`, `RANCON_FRONTEND_OPTIONS`, `RANCON_BACKEND_OPTIONS`, `RANCON_FOREGROUND`,
 //! `RANCON_WAIT`, `RANCON_HANGUP_SECONDS`, `RANCON_VERBOSE`.
 
-use crate::cli::{ConfigArgs, LogArgs, LogFormat, Output, RunArgs};
+use crate::cli::{ConfigArgs, LogArgs, Output, RunArgs};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -23,12 +23,13 @@ pub struct LegacyCli {
     /// The registry type (the original tool's only one: consul). Default: $RANCON_REGISTRY.
     #[arg(value_parser = ["consul"])]
     pub backend: Option<String>,
-    /// Source option KEY=VALUE: url, accesskey, secretkey, default_name_scheme (or any rancher
-    /// source key). Default: $RANCON_FRONTEND_OPTIONS (`K=V,K=V`).
+    /// Source option KEY=VALUE: url, accesskey, secretkey (or any rancher source key);
+    /// default_name_scheme is accepted and ignored, as it was. Default:
+    /// $RANCON_FRONTEND_OPTIONS (`K=V,K=V`).
     #[arg(short = 's', long = "source-option", value_name = "KEY=VALUE")]
     pub source_opts: Vec<String>,
     /// Backend option KEY=VALUE: url, id_schema, cleanup_id (or any consul backend key).
-    /// Default: $RANCON_BACKEND_OPTIONS (`K=V,K=V`).
+    /// Added to $RANCON_BACKEND_OPTIONS (`K=V,K=V`).
     #[arg(short = 'b', long = "backend-option", value_name = "KEY=VALUE")]
     pub backend_opts: Vec<String>,
     /// Keep running, a round every --wait seconds. Default: set when $RANCON_FOREGROUND is.
@@ -140,11 +141,12 @@ impl LegacyCli {
         } else {
             self.source_opts.clone()
         };
-        let backend_opts = if self.backend_opts.is_empty() {
-            env_opts(env, "RANCON_BACKEND_OPTIONS")
-        } else {
-            self.backend_opts.clone()
-        };
+        // argparse's `append` action adds -b options to its default, the variable's list, so
+        // both apply (the command line's last). Its source default named
+        // "RANCON_FRONTEND_OPTIONS " (trailing space) and was never read: with any -s the
+        // variable stays ignored, as it was.
+        let mut backend_opts = env_opts(env, "RANCON_BACKEND_OPTIONS");
+        backend_opts.extend(self.backend_opts.iter().cloned());
         let mut consul_url = false;
         for (opts, prefix) in [
             (&source_opts, "sources.rancher"),
@@ -158,13 +160,17 @@ impl LegacyCli {
                         // The argument may be a secret typed with the wrong separator.
                         "an -s/-b option is not KEY=VALUE (e.g. url=http://…); its text is not shown, it may hold a secret".to_string()
                     })?;
+                // rancon 0.17.1 accepted `default_name_scheme` and never used it
+                // (sources/rancher.py stores it; `get_services` names a service by its
+                // `rancon.name` label or its own name): honouring it now would rename, so
+                // re-register and deregister, every service on upgrade.
+                if (prefix, k.trim()) == ("sources.rancher", "default_name_scheme") {
+                    continue;
+                }
                 // The original tool's names; any other key is rancon's own, given as is.
                 sets.push(match (prefix, k.trim()) {
                     ("sources.rancher", "accesskey") => format!("{prefix}.access_key={}", quote(v)),
                     ("sources.rancher", "secretkey") => format!("{prefix}.secret_key={}", quote(v)),
-                    ("sources.rancher", "default_name_scheme") => {
-                        format!("{prefix}.name={}", quote(v))
-                    }
                     ("backends.consul", "id_schema") => format!("{prefix}.id={}", quote(v)),
                     // The original tool lower-cased the cleanup id (its tag `rancon-<id>`).
                     ("backends.consul", "cleanup_id") => {
@@ -206,7 +212,7 @@ impl LegacyCli {
         let log = LogArgs {
             verbose: level.saturating_sub(4),
             quiet: level <= 3,
-            log_format: LogFormat::Text,
+            log_format: None,
         };
         let run = RunArgs {
             config: ConfigArgs {
@@ -273,5 +279,43 @@ mod tests {
             "{sets}"
         );
         assert!(run.once && !log.quiet && log.verbose == 1);
+    }
+
+    #[test]
+    fn backend_options_from_the_environment_and_the_command_line_both_apply() {
+        // rancon 0.17.1 (settings.py): `-b` uses action="append" with the variable's list as
+        // default, so `-b id_schema=…` adds to RANCON_BACKEND_OPTIONS, it does not replace it.
+        let env = |k: &str| {
+            (k == "RANCON_BACKEND_OPTIONS").then(|| "url=http://consul.example:8500".to_string())
+        };
+        let cli = LegacyCli::parse_from(["rancon", "-b", "id_schema=%NAME%", "rancher", "consul"]);
+        let (run, _) = cli.to_run(&env).unwrap();
+        let sets = run.config.sets.join(" ");
+        assert!(
+            sets.contains("backends.consul.url=\"http://consul.example:8500\""),
+            "{sets}"
+        );
+        assert!(!sets.contains("%HOST%:8500"), "{sets}");
+        assert!(sets.contains("backends.consul.id=\"%NAME%\""), "{sets}");
+    }
+
+    #[test]
+    fn default_name_scheme_is_accepted_and_ignored_as_the_old_tool_did() {
+        // rancon 0.17.1 sources/rancher.py keeps `default_name_scheme` but `get_services`
+        // never reads it: names stay the label's or the service's own.
+        let none = |_: &str| None;
+        let cli = LegacyCli::parse_from([
+            "rancon",
+            "-s",
+            "url=http://r",
+            "-s",
+            "default_name_scheme=%NAME%-%STACK%",
+            "rancher",
+            "consul",
+        ]);
+        let (run, _) = cli.to_run(&none).unwrap();
+        let sets = run.config.sets.join(" ");
+        assert!(!sets.contains("%STACK%"), "{sets}");
+        assert!(!sets.contains("sources.rancher.name"), "{sets}");
     }
 }

@@ -1,45 +1,32 @@
 //! Thin edge: parse the CLI, set up logging, hand over to the library.
 
 use clap::{CommandFactory, Parser};
-use rancon::cli::{Cli, Command, LogArgs, LogFormat};
+use rancon::cli::{Cli, Command, ConfigArgs, LogArgs};
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::field::MakeExt;
 
-fn init_logging(log: &LogArgs) {
-    let default = match (log.quiet, log.verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_env("RANCON_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only for a person at a terminal, and never with NO_COLOR (no-color.org).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match log.log_format {
-        // JSON escapes every string itself.
-        LogFormat::Json => builder.json().init(),
-        // Text: values from servers, labels and files may hold newlines or ANSI escapes;
-        // escaped, they cannot forge a log line or recolour a terminal.
-        LogFormat::Text => builder
-            .fmt_fields(
-                tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-                    let text = format!("{value:?}");
-                    let text = rancon::output::clean(&text);
-                    if field.name() == "message" {
-                        write!(w, "{text}")
-                    } else {
-                        write!(w, "{field}={text}")
-                    }
-                })
-                .delimited(" "),
-            )
-            .init(),
+/// Sets up logging; a bad `RANCON_LOG`/`RANCON_LOG_FORMAT` ends the command (exit 78).
+fn init_logging(log: &LogArgs, config: Option<&ConfigArgs>) -> Result<(), ExitCode> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match rancon::logging::settings(log, config, &var) {
+        Ok(s) => {
+            rancon::logging::init(&s);
+            Ok(())
+        }
+        Err(e) => {
+            rancon::logging::fatal_config(&e);
+            Err(ExitCode::from(rancon::app::EXIT_CONFIG))
+        }
+    }
+}
+
+/// The configuration a command reads (its `[log]` keys choose the log format and level).
+fn config_args(command: &Command) -> Option<&ConfigArgs> {
+    match command {
+        Command::Run(a) => Some(&a.config),
+        Command::Check(a) => Some(&a.config),
+        Command::Purge(a) => Some(&a.config),
+        Command::Health(a) => Some(&a.config),
+        Command::Schema | Command::Completions { .. } | Command::Man(_) => None,
     }
 }
 
@@ -51,10 +38,10 @@ fn main() -> ExitCode {
             std::iter::once(std::ffi::OsString::from("rancon")).chain(args),
         );
         return match legacy.to_run(&env) {
-            Ok((run, log)) => {
-                init_logging(&log);
-                block_on(rancon::app::run(&run))
-            }
+            Ok((run, log)) => match init_logging(&log, Some(&run.config)) {
+                Ok(()) => block_on(rancon::app::run(&run)),
+                Err(code) => code,
+            },
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
@@ -62,35 +49,26 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let log = cli.log.clone();
+    let command = cli.into_command().unwrap_or_else(|e| e.exit());
+    if let Err(code) = init_logging(&log, config_args(&command)) {
+        return code;
+    }
     block_on(async {
-        match &cli.command {
-            None => rancon::app::run(&cli.run).await,
-            Some(Command::Run(args)) => rancon::app::run(args).await,
-            Some(Command::Check(args)) => rancon::app::check(args).await,
-            Some(Command::Purge(args)) => rancon::purge::run(args).await,
-            Some(Command::Health(args)) => rancon::app::health(args).await,
-            Some(Command::Completions { shell }) => {
+        match &command {
+            Command::Run(args) => rancon::app::run(args).await,
+            Command::Check(args) => rancon::app::check(args).await,
+            Command::Purge(args) => rancon::purge::run(args).await,
+            Command::Health(args) => rancon::app::health(args).await,
+            Command::Completions { shell } => {
                 let mut cmd = Cli::command();
                 let mut buf = Vec::new();
                 clap_complete::generate(*shell, &mut cmd, "rancon", &mut buf);
                 rancon::output::write(&buf);
                 ExitCode::SUCCESS
             }
-            Some(Command::Man) => {
-                let mut buf = Vec::new();
-                match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
-                    Ok(()) => {
-                        rancon::output::write(&buf);
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            Some(Command::Schema) => {
+            Command::Man(args) => rancon::man::run(args),
+            Command::Schema => {
                 rancon::output::write(rancon::app::schema().as_bytes());
                 ExitCode::SUCCESS
             }

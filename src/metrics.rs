@@ -1,6 +1,7 @@
 //! Prometheus metrics (`rancon_*`), fed from each round's report.
 
-use crate::engine::RoundReport;
+use crate::engine::{BackendFailure, RoundReport};
+use crate::error::SkipKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -43,6 +44,8 @@ pub struct Metrics {
     deregistrations: Family<BackendLabel, Counter>,
     write_failures: Family<BackendLabel, Counter>,
     guard_trips: Family<BackendLabel, Counter>,
+    list_failures: Family<BackendLabel, Counter>,
+    owned: Family<BackendLabel, Gauge>,
     skipped: Family<ReasonLabel, Counter>,
     last_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
@@ -57,9 +60,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `rancon_` prefix.
+    /// Registers every metric: rancon's under the `rancon_` prefix, plus the standard
+    /// `process_*` ones.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("rancon");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("rancon");
         let m = Self {
             rounds: Counter::default(),
             rounds_failed: Counter::default(),
@@ -71,13 +77,15 @@ impl Metrics {
             deregistrations: Family::default(),
             write_failures: Family::default(),
             guard_trips: Family::default(),
+            list_failures: Family::default(),
+            owned: Family::default(),
             skipped: Family::default(),
             last_success: Gauge::default(),
             leader: Gauge::default(),
             events: EventMetrics::default(),
             registry: Registry::default(),
         };
-        m.events.register(&mut registry);
+        m.events.register(registry);
         registry.register("rounds", "Rounds run", m.rounds.clone());
         registry.register(
             "rounds_failed",
@@ -124,7 +132,24 @@ impl Metrics {
             "Rounds in which max_deregister_fraction stopped deregistrations",
             m.guard_trips.clone(),
         );
+        registry.register(
+            "backend_list_failures",
+            "Rounds in which a backend (or part of it) could not be listed; nothing was deregistered there",
+            m.list_failures.clone(),
+        );
+        registry.register(
+            "owned_registrations",
+            "Registrations this owner holds in a backend after the last round that listed it in full",
+            m.owned.clone(),
+        );
         registry.register("skipped", "Endpoints skipped, by reason", m.skipped.clone());
+        for kind in SkipKind::ALL {
+            m.skipped
+                .get_or_create(&ReasonLabel {
+                    reason: kind.as_str().into(),
+                })
+                .inc_by(0);
+        }
         registry.register(
             "last_success_timestamp_seconds",
             "Unix time of the last round without failures",
@@ -142,7 +167,37 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "rancon's version", build);
-        Self { registry, ..m }
+        Self {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// Creates every per-component counter at 0, so a series exists from start (a rate or an
+    /// alert on it needs no first event) for each configured source and backend.
+    pub fn declare<'a>(
+        &self,
+        sources: impl IntoIterator<Item = &'a String>,
+        backends: impl IntoIterator<Item = &'a String>,
+    ) {
+        for s in sources {
+            self.source_failures
+                .get_or_create(&SourceLabel { source: s.clone() })
+                .inc_by(0);
+        }
+        for b in backends {
+            let l = BackendLabel { backend: b.clone() };
+            for family in [
+                &self.registrations,
+                &self.updates,
+                &self.deregistrations,
+                &self.write_failures,
+                &self.guard_trips,
+                &self.list_failures,
+            ] {
+                family.get_or_create(&l).inc_by(0);
+            }
+        }
     }
 
     /// Records one round.
@@ -187,6 +242,16 @@ impl Metrics {
             self.write_failures
                 .get_or_create(&l)
                 .inc_by(b.failed.len() as u64);
+            let unlisted = b
+                .failures
+                .iter()
+                .any(|f| matches!(f, BackendFailure::List(_) | BackendFailure::Partial(_)));
+            if unlisted {
+                // Unknown is not zero: the owned gauge keeps its last known value.
+                self.list_failures.get_or_create(&l).inc();
+            } else if let Some(owned) = owned_after(b, report.dry_run || report.standby) {
+                self.owned.get_or_create(&l).set(owned as i64);
+            }
             let Some(p) = b
                 .plan
                 .as_ref()
@@ -225,6 +290,28 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// What a backend holds for this owner after a round that listed it in full: what it held
+/// (unchanged, updated, deregistrations held back or planned) plus what was written.
+fn owned_after(b: &crate::engine::BackendOutcome, wrote_nothing: bool) -> Option<usize> {
+    let p = b.plan.as_ref()?;
+    let held = p.unchanged + p.update.len() + b.held_back;
+    if wrote_nothing {
+        return Some(held + p.deregister.len());
+    }
+    let failed = b.failed_ids();
+    let registered = p
+        .register
+        .keys()
+        .filter(|id| !failed.contains(id.as_str()))
+        .count();
+    let kept = p
+        .deregister
+        .iter()
+        .filter(|id| failed.contains(id.as_str()))
+        .count();
+    Some(held + registered + kept)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -321,5 +408,71 @@ impl EventMetrics {
         if let Some(t) = *self.last_resync.lock().unwrap_or_else(|p| p.into_inner()) {
             self.resync_age.set(t.elapsed().as_secs_f64());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owned_after;
+    use crate::backend::WriteFailure;
+    use crate::engine::BackendOutcome;
+    use crate::error::BackendError;
+    use crate::model::Registration;
+    use crate::plan::Plan;
+
+    fn reg(id: &str) -> (String, Registration) {
+        let r = Registration {
+            id: id.into(),
+            name: id.into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            tags: Default::default(),
+            meta: Default::default(),
+            private: Default::default(),
+            health: None,
+        };
+        (id.into(), r)
+    }
+
+    fn failed(id: &str) -> WriteFailure {
+        WriteFailure {
+            id: id.into(),
+            error: BackendError::Refused {
+                backend: "c".into(),
+                op: "write",
+                key: id.into(),
+                message: "test".into(),
+            },
+        }
+    }
+
+    /// Held: 5 unchanged + 1 updated + 2 held back + 2 to deregister = 10 listed.
+    fn outcome() -> BackendOutcome {
+        BackendOutcome {
+            plan: Some(Plan {
+                register: [reg("new1"), reg("new2")].into_iter().collect(),
+                update: [reg("upd")].into_iter().collect(),
+                deregister: ["gone1".to_string(), "gone2".to_string()].into(),
+                unchanged: 5,
+                previous: Default::default(),
+            }),
+            held_back: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn owned_counts_what_the_backend_holds_after_the_writes() {
+        let mut b = outcome();
+        // All written: 10 listed + 2 registered - 2 deregistered.
+        assert_eq!(owned_after(&b, false), Some(10));
+        // A failed registration is not held; a failed deregistration still is.
+        b.failed = vec![failed("new1"), failed("gone1")];
+        assert_eq!(owned_after(&b, false), Some(10 - 2 + 1 + 1));
+        // Nothing written (dry run, standby): what was listed.
+        assert_eq!(owned_after(&b, true), Some(10));
+        // Not listed: unknown.
+        b.plan = None;
+        assert_eq!(owned_after(&b, false), None);
     }
 }

@@ -16,6 +16,10 @@ pub struct Plan {
     pub deregister: BTreeSet<String>,
     /// Held ids that already match (count only; no write).
     pub unchanged: usize,
+    /// What the backend held for each id updated or deregistered, so a report can show what
+    /// changed (old → new) and what goes; only changes are copied, so it grows with them.
+    #[serde(skip)]
+    pub previous: RegistrationMap,
 }
 
 impl Plan {
@@ -87,8 +91,9 @@ where
                 p.register.insert(id, want);
             }
             Greater => {
-                let (id, _) = a.next().expect("peeked");
+                let (id, have) = a.next().expect("peeked");
                 p.deregister.insert(id.clone());
+                p.previous.insert(id.clone(), have.clone());
             }
             Equal => {
                 let ((id, want), (_, have)) =
@@ -98,6 +103,7 @@ where
                     same(id, want);
                 } else {
                     let (id, want) = own(id, want);
+                    p.previous.insert(id.clone(), have.clone());
                     p.update.insert(id, want);
                 }
             }

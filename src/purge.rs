@@ -23,7 +23,7 @@ pub async fn run(args: &PurgeArgs) -> ExitCode {
     let (loaded, pipeline) = match built {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::logging::fatal_config(&e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -100,6 +100,14 @@ impl Template {
         Ok(out)
     }
 
+    /// The placeholders it holds (lower-case), in order, repeats included.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
     /// Whether the template has any placeholder at all.
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Lit(_)))

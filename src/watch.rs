@@ -38,16 +38,67 @@ pub enum Wake {
     },
 }
 
-/// Where watchers send. Unbounded on purpose: every producer is paced by its server (Rancher
-/// flushes once a second per resource, Consul's blocking queries are rate-limited), and the
-/// daemon loop drains the whole queue into one round, so a burst costs one round.
-pub type WakeTx = mpsc::UnboundedSender<Wake>;
+/// How many wake-ups may wait. A round reads the watched views, which the watchers keep
+/// current in place, so a wake-up dropped while this many wait loses nothing: those queued
+/// already run a round over the same views (and a view is not trusted again after a reconnect
+/// until a full listing, whether or not its `Resync` got through). This bounds the memory a
+/// flooding server can take while a round runs.
+pub const QUEUE: usize = 1024;
+
+/// Where watchers send; cloned into each watch task.
+#[derive(Debug, Clone)]
+pub struct WakeTx(mpsc::Sender<Wake>);
+
+/// The daemon loop has stopped listening: the watch task should end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the daemon stopped listening")]
+pub struct Closed;
+
+impl WakeTx {
+    /// Queues a wake-up without waiting; when the queue is full it is dropped (see `QUEUE`).
+    pub fn send(&self, wake: Wake) -> Result<(), Closed> {
+        match self.0.try_send(wake) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
+        }
+    }
+
+    /// Whether the daemon loop stopped listening (a watcher then ends without sending).
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
 /// The daemon loop's end.
-pub type WakeRx = mpsc::UnboundedReceiver<Wake>;
+pub type WakeRx = mpsc::Receiver<Wake>;
 
 /// A new channel.
 pub fn channel() -> (WakeTx, WakeRx) {
-    mpsc::unbounded_channel()
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (WakeTx(tx), rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_wakes_and_a_closed_one_tells_the_watcher_to_stop() {
+        let (tx, mut rx) = channel();
+        let w = || Wake::Resync {
+            component: "r".into(),
+        };
+        for _ in 0..QUEUE * 3 {
+            assert_eq!(tx.send(w()), Ok(()));
+        }
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, QUEUE, "bounded: a flood cannot grow the queue");
+        drop(rx);
+        assert_eq!(tx.send(w()), Err(Closed));
+    }
 }
 
 /// Watch tasks of one built pipeline; aborted when dropped (a SIGHUP reload builds new ones).

@@ -83,10 +83,10 @@ fn bad_inputs_exit_78_naming_key_and_origin() {
             "env RANCON_INTERVAL",
         ),
         (
-            vec!["--set".into(), "owner=7".into()],
+            vec!["--set".into(), "max_deregister_fraction=most".into()],
             vec![],
-            "owner",
-            "--set owner",
+            "max_deregister_fraction",
+            "--set max_deregister_fraction",
         ),
         (
             vec![
@@ -103,7 +103,7 @@ fn bad_inputs_exit_78_naming_key_and_origin() {
                 r#"backends.traefik.sources=["nope"]"#.into(),
             ],
             vec![],
-            "backends.traefik.sources.0",
+            "backends.traefik.sources[0]",
             "(from --set backends.traefik.sources",
         ),
         (
@@ -362,14 +362,15 @@ fn independent_shape_errors_are_reported_in_one_run() {
         "- interval:",
         "- bogus:",
         "- owner:",
-        "- sources.a:",
-        "- backends.t:",
+        "- sources.a.services[0].port:",
+        "- backends.t.pth:",
+        "- backends.t.path:",
     ] {
         assert!(stderr.contains(key), "{key} missing: {stderr}");
     }
     assert_eq!(
         stderr.matches(&bad).count(),
-        5,
+        6,
         "every problem names the file: {stderr}"
     );
 }

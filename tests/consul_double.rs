@@ -171,3 +171,115 @@ async fn discovery_endpoints_nodes_and_node_services() {
     );
     assert_eq!(ids("Service matches \".*\"").await.0, 400);
 }
+
+/// GET returning (status, X-Consul-Index, body).
+async fn get_indexed(url: &str) -> (u16, Option<u64>, String) {
+    let r = client().get(url).send().await.unwrap();
+    let idx = r
+        .headers()
+        .get("x-consul-index")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (r.status().as_u16(), idx, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn blocking_queries_wait_for_a_real_change_of_their_resource() {
+    let c = Consul::start(2).await;
+    let node = format!("node-{}", c.ips[0]);
+    let ns = format!("{}/v1/catalog/node-services/{node}", c.url(0));
+    let (_, idx, _) = get_indexed(&ns).await;
+    let idx = idx.unwrap();
+    assert!(idx >= 1);
+    // Nothing changes: the query answers when its wait ends, with the same index.
+    let (s, same, _) = get_indexed(&format!("{ns}?index={idx}&wait=200ms")).await;
+    assert_eq!((s, same), (200, Some(idx)));
+    // A blocked query answers a write on its node with the write's index.
+    let waiting = tokio::spawn({
+        let url = format!("{ns}?index={idx}&wait=30s");
+        async move { get_indexed(&url).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "blocks while nothing changed");
+    // Writes elsewhere (another node) leave this node's index alone.
+    let other = format!("{}/v1/agent/service/register", c.url(1));
+    assert_eq!(put(&other, service(json!({}))).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a write on another node does not wake it"
+    );
+    let reg = format!("{}/v1/agent/service/register", c.url(0));
+    assert_eq!(put(&reg, service(json!({}))).await.0, 200);
+    let (_, after, body) = waiting.await.unwrap();
+    let after = after.unwrap();
+    assert!(after > idx && body.contains("web-1"), "{after} {body}");
+    // An identical re-register is no change: the index stays.
+    assert_eq!(put(&reg, service(json!({}))).await.0, 200);
+    let (_, again, _) = get_indexed(&format!("{ns}?index={after}&wait=100ms")).await;
+    assert_eq!(again, Some(after));
+    // A service name's and the services table's indexes follow their writes too.
+    let (_, name_idx, _) = get_indexed(&format!("{}/v1/catalog/service/web", c.url(0))).await;
+    let (_, all_idx, _) = get_indexed(&format!("{}/v1/catalog/services", c.url(0))).await;
+    assert_eq!(name_idx, Some(after));
+    assert_eq!(all_idx, Some(after));
+}
+
+#[tokio::test]
+async fn blocking_parameters_are_parsed_as_parse_wait_does() {
+    let c = Consul::start(1).await;
+    let ns = format!("{}/v1/catalog/node-services/node-{}", c.url(0), c.ips[0]);
+    assert_eq!(
+        get(&format!("{ns}?index=1&wait=soon")).await,
+        (400, "Invalid wait time".into())
+    );
+    assert_eq!(
+        get(&format!("{ns}?index=-1")).await,
+        (400, "Invalid index".into())
+    );
+}
+
+#[tokio::test]
+async fn index_edge_cases_unknown_nodes_zero_indexes_and_restores() {
+    let c = Consul::start(1).await;
+    let gone = format!("{}/v1/catalog/node-services/nowhere", c.url(0));
+    // An unknown node has the node-extinction index: 0 in the store, 1 on the wire.
+    assert_eq!(get_indexed(&gone).await.1, Some(1));
+    c.cluster
+        .raft
+        .legacy_zero_index
+        .store(true, Ordering::SeqCst);
+    assert_eq!(get_indexed(&gone).await.1, Some(0), "older servers sent 0");
+    c.cluster
+        .raft
+        .legacy_zero_index
+        .store(false, Ordering::SeqCst);
+    // A restore answers blocked queries at once, with a lower index.
+    let ns = format!("{}/v1/catalog/node-services/node-{}", c.url(0), c.ips[0]);
+    let reg = format!("{}/v1/agent/service/register", c.url(0));
+    assert_eq!(put(&reg, service(json!({}))).await.0, 200);
+    let (_, idx, _) = get_indexed(&ns).await;
+    let idx = idx.unwrap();
+    let waiting = tokio::spawn({
+        let url = format!("{ns}?index={idx}&wait=30s");
+        async move { get_indexed(&url).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    c.cluster.raft.restore(idx - 1);
+    let (_, after, _) = waiting.await.unwrap();
+    assert_eq!(after, Some(idx - 1));
+}
+
+#[tokio::test]
+async fn agent_self_names_the_node_and_needs_agent_read() {
+    let c = Consul::start_with(1, Some("tok"), None).await;
+    let url = format!("{}/v1/agent/self", c.url(0));
+    assert_eq!(get(&url).await, (403, "Permission denied".into()));
+    let r = client()
+        .get(&url)
+        .header("X-Consul-Token", "tok")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["Config"]["NodeName"], format!("node-{}", c.ips[0]));
+}

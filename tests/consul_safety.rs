@@ -536,7 +536,7 @@ fn config_refuses_what_consul_or_ownership_cannot_take_naming_the_key() {
         (
             "",
             "tags = [\"ok\", \"rancon-other\"]",
-            "backends.consul.tags.1",
+            "backends.consul.tags[1]",
         ),
         (
             "",
@@ -600,7 +600,7 @@ fn the_binary_exits_78_naming_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(78), "{text}");
-    assert!(text.contains("backends.consul.tags.0"), "{text}");
+    assert!(text.contains("backends.consul.tags[0]"), "{text}");
     assert!(text.contains("backends.consul.token"), "{text}");
     assert!(!text.contains("s3cr3t"), "{text}");
 }

@@ -525,3 +525,66 @@ async fn check_connect_and_dry_run_through_the_binary() {
         assert!(!text(o).contains("sk-secret"), "secret leaked: {}", text(o));
     }
 }
+
+/// A server whose error body echoes the request's credentials (a proxy's debug page, a
+/// hostile server): the error names neither the secret nor the Basic header.
+#[tokio::test]
+async fn an_error_body_echoing_the_credentials_is_scrubbed() {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let basic = base64::engine::general_purpose::STANDARD.encode("ak:sk-secret");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let echo = format!("bad request; you sent secret sk-secret as Basic {basic}");
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{echo}",
+                echo.len()
+            );
+            let _ = c.write_all(answer.as_bytes()).await;
+        }
+    });
+    let err = source(&cfg(format!("http://{addr}/v2-beta")))
+        .fetch()
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("bad request"), "{msg}");
+    assert!(!msg.contains("sk-secret") && !msg.contains(&basic), "{msg}");
+}
+
+/// An answer that announces no length (read until the server closes) is capped too: the
+/// limit holds while reading, not only against `Content-Length`.
+#[tokio::test]
+async fn an_unannounced_body_over_max_response_size_fails_the_listing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf).await;
+            let _ = c
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"data\":[")
+                .await;
+            let filler = vec![b' '; 16 << 10];
+            for _ in 0..16 {
+                if c.write_all(&filler).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut common = Config::default().common();
+    common.max_response_size = 64 << 10;
+    let c = cfg(format!("http://{addr}/v2-beta/projects/1a5"));
+    let err = RancherSource::new("rancher", &c, &common)
+        .unwrap()
+        .fetch()
+        .await
+        .expect_err("over the cap");
+    assert!(err.to_string().contains("max_response_size"), "{err}");
+}

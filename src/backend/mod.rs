@@ -4,6 +4,7 @@
 pub mod consul;
 pub mod etcd;
 pub mod traefik_file;
+pub mod traefik_route;
 
 use crate::config::{Collector, Common, Component};
 use crate::error::{BackendError, BuildError, Skip, SkipKind};
@@ -94,6 +95,18 @@ pub enum BackendConfig {
 }
 
 impl Component for BackendConfig {
+    fn from_value(value: &figment::value::Value) -> Result<Self, Box<figment::Error>> {
+        use crate::config::{tagged, variant};
+        let (kind, body) = tagged::<Self>(value)?;
+        match kind.as_str() {
+            "traefik_file" => variant(&body).map(BackendConfig::TraefikFile),
+            "consul" => variant(&body).map(BackendConfig::Consul),
+            "etcd" => variant(&body).map(BackendConfig::Etcd),
+            // A kind without an arm here still reads, through serde (errors less precise).
+            _ => variant(value),
+        }
+    }
+
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
         match self {
             BackendConfig::TraefikFile(t) => t.validate(key, common, c),

@@ -2,8 +2,12 @@
 //! layering (`load`), meaning checks (`validate`), origins and error reports (`report`).
 //! It imports no adapter: each component's config type validates itself (`Component`).
 
+pub mod extract;
 pub mod load;
+pub mod log;
+pub mod raw;
 pub mod report;
+pub mod schema;
 pub mod secret;
 pub mod tls;
 pub mod validate;
@@ -16,7 +20,9 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use load::{LoadOptions, Loaded, load};
+pub use extract::{tagged, variant};
+pub use load::{LoadOptions, Loaded, load, load_partial};
+pub use log::LogConfig;
 pub use report::{ConfigError, Problem};
 pub use secret::Secret;
 pub use tls::ClientTls;
@@ -25,6 +31,12 @@ pub use validate::Collector;
 /// A component's configuration (`[sources.<n>]`, `[backends.<n>]`): its shape, and the checks
 /// and defaults only it knows.
 pub trait Component: Clone + Debug + PartialEq + Serialize + DeserializeOwned + JsonSchema {
+    /// Reads the component from its table (default: serde). A `type`-tagged enum overrides it
+    /// to read `type` first and then its variant's own struct (`tagged`), so an error names
+    /// the field inside the component, not just the component.
+    fn from_value(value: &figment::value::Value) -> Result<Self, Box<figment::Error>> {
+        variant(value)
+    }
     /// Meaning checks of its own fields; every problem goes to `c`, keyed under `key`.
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>);
     /// Fills fields no layer has set from the variables other tools read (`RANCHER_*`,
@@ -60,36 +72,43 @@ pub struct Common {
 pub struct Config<S, B> {
     /// Label prefix that selects services: a service carrying label `<prefix>` or `<prefix>.*`
     /// is registered; label `<prefix>.X` becomes template property `X`.
+    #[schemars(pattern(r"^[^.\s](?:\S*[^.\s])?$"))]
     pub label_prefix: String,
     /// Identity of this rancon deployment. Only registrations carrying this owner's marker are
     /// ever updated or deregistered, so two deployments can share one registry.
+    #[schemars(pattern(r"^[a-z0-9][a-z0-9_-]*$"))]
     pub owner: String,
     /// Time between two rounds in continuous mode, e.g. `"30s"` or `"2m"`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "schema::HumanDuration")]
     pub interval: Duration,
     /// Default service name template, e.g. `"%NAME%-%STACK%"`; label `<prefix>.name` overrides it.
+    #[schemars(pattern(r"\S"))]
     pub name: String,
     /// A round that would deregister more than this share of a backend's owned registrations
     /// deregisters nothing there (unless `--force`); `1.0` disables the guard.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_deregister_fraction: f64,
     /// Largest response body rancon reads from any server, in bytes; a longer answer fails
     /// that listing (and so deregisters nothing) instead of taking all the memory.
+    #[schemars(range(min = 65536))]
     pub max_response_size: u64,
     /// How long SIGINT/SIGTERM wait for the round in flight before exiting anyway.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "schema::HumanDuration")]
     pub shutdown_timeout: Duration,
     /// The health and metrics HTTP endpoint.
     pub http: HttpConfig,
     /// Optional leader election, so that several replicas can run and only one writes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderConfig>,
+    /// Log line format and verbosity (the command line and `RANCON_LOG` win over them).
+    pub log: LogConfig,
     /// Where services come from, keyed by a component name (`^[a-z][a-z0-9_]*$`).
-    #[schemars(extend("default" = {}))]
+    #[schemars(extend("default" = {}, "propertyNames" = {"pattern": "^[a-z][a-z0-9_]*$"}))]
     pub sources: BTreeMap<String, S>,
     /// Where registrations go, keyed by a component name (`^[a-z][a-z0-9_]*$`).
-    #[schemars(extend("default" = {}))]
+    #[schemars(extend("default" = {}, "propertyNames" = {"pattern": "^[a-z][a-z0-9_]*$"}))]
     pub backends: BTreeMap<String, B>,
 }
 
@@ -118,6 +137,7 @@ impl<S, B> Default for Config<S, B> {
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             leader: None,
+            log: LogConfig::default(),
             sources: BTreeMap::new(),
             backends: BTreeMap::new(),
         }
@@ -135,7 +155,7 @@ pub struct HttpConfig {
     /// Address and port to listen on, e.g. `"0.0.0.0:9090"` (default `127.0.0.1:9090`).
     /// Setting it turns the endpoint on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<schema::SocketAddrText>")]
     pub listen: Option<SocketAddr>,
     /// `/health` answers 503 when no round has completed for this long (a hung rancon);
     /// default 3 × `interval` + 1 minute.
@@ -144,7 +164,7 @@ pub struct HttpConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<schema::HumanDuration>")]
     pub hangup_after: Option<Duration>,
 }
 
@@ -170,6 +190,7 @@ pub struct LeaderConfig {
     /// Agent URL for the session and lock, instead of the backend's own (required when the
     /// backend's url has placeholders); token and TLS settings still come from the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(url, pattern(schema::HTTP_URL_PATTERN))]
     pub url: Option<String>,
     /// KV key of the lock; default `rancon/leader/<owner>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,12 +198,12 @@ pub struct LeaderConfig {
     /// Session TTL (Consul accepts 10s to 24h). A leader that dies is replaced after about
     /// this long plus `lock_delay`.
     #[serde(default = "default_leader_ttl", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "schema::HumanDuration")]
     pub ttl: Duration,
     /// After a leader's session is invalidated, nobody may take the lock for this long, so the
     /// writes it had in flight finish before another replica starts writing.
     #[serde(default = "default_lock_delay", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "schema::HumanDuration")]
     pub lock_delay: Duration,
 }
 

@@ -1,5 +1,7 @@
 //! Config errors that name the key and where its value came from.
 
+use figment::error::Kind;
+use figment::value::Value;
 use figment::{Figment, Metadata, Profile, Source};
 use std::fmt;
 
@@ -56,22 +58,128 @@ pub fn origin(meta: &Metadata, profile: &Profile, path: &[String]) -> String {
     match &meta.source {
         Some(Source::File(p)) => format!("file {}", p.display()),
         Some(Source::Custom(c)) => c.clone(),
-        // figment's Env interpolates without the prefix; operators set the full name.
-        _ if meta.name.contains("RANCON_") => {
-            format!(
-                "env RANCON_{}",
-                meta.interpolate(profile, path).replace('.', "__")
-            )
-        }
         _ => meta.interpolate(profile, path),
     }
 }
 
-/// The origin of the value at `key` in `figment`, if any provider supplied it.
-pub fn origin_of(figment: &Figment, key: &str) -> Option<String> {
-    let meta = figment.find_metadata(key)?;
-    let path: Vec<String> = key.split('.').map(str::to_string).collect();
-    Some(origin(meta, &figment.profile().clone(), &path))
+/// The key `path` as reports spell it (`sources.s.services[2].port`: list positions in
+/// brackets) and where its value came from: the layer that set it, the value that stands
+/// where the path ends (a list given whole, a string where a table was expected), or
+/// `default` when no layer set it.
+pub fn locate(figment: &Figment, path: &[String]) -> (String, Option<String>) {
+    let profile = figment.profile().clone();
+    let origin_of = |v: &Value| {
+        figment
+            .get_metadata(v.tag())
+            .map(|m| origin(m, &profile, path))
+    };
+    let mut node = figment.find_value("").ok();
+    let mut found = node.as_ref().and_then(origin_of);
+    let mut shown = String::new();
+    let mut i = 0;
+    while i < path.len() {
+        let seg = &path[i];
+        let (next, used, index) = match &node {
+            Some(Value::Dict(_, d)) => match d.get(seg) {
+                Some(v) => (Some(v.clone()), 1, false),
+                // A key holding dots (`meta."a.b"`) reaches a collector as several segments.
+                None => match d.get(&path[i..].join(".")) {
+                    Some(v) => (Some(v.clone()), path.len() - i, false),
+                    None => (None, 1, false),
+                },
+            },
+            Some(Value::Array(_, a)) => (
+                seg.parse().ok().and_then(|n: usize| a.get(n).cloned()),
+                1,
+                true,
+            ),
+            _ => (None, 1, seg.parse::<usize>().is_ok()),
+        };
+        if index {
+            shown.push_str(&format!("[{seg}]"));
+        } else {
+            if !shown.is_empty() {
+                shown.push('.');
+            }
+            shown.push_str(&path[i..i + used].join("."));
+        }
+        match (&node, next) {
+            (_, Some(v)) => {
+                found = origin_of(&v).or(found);
+                node = Some(v);
+            }
+            // A table without the key: no layer set it.
+            (Some(Value::Dict(..)), None) => {
+                found = Some("default".into());
+                node = None;
+            }
+            // Past the data, or inside a value given whole (a list, a string where a table
+            // was expected): that value's origin stands.
+            _ => node = None,
+        }
+        i += used;
+    }
+    (shown, found)
+}
+
+/// The problems in `err`, found while reading the value at `prefix`: each keyed by its full
+/// path, with its origin and, for an unknown key or variant, the nearest known spelling.
+pub fn problems_at(figment: &Figment, prefix: &[String], err: figment::Error) -> Vec<Problem> {
+    err.into_iter()
+        .map(|e| {
+            let mut path = prefix.to_vec();
+            path.extend(e.path.iter().cloned());
+            let message = match &e.kind {
+                Kind::UnknownField(_, expected) => unknown("key", path.last(), expected),
+                Kind::UnknownVariant(v, expected) => unknown("value", Some(v), expected),
+                Kind::MissingField(_) => "missing: this key is required".into(),
+                k => without_source_lines(&k.to_string()),
+            };
+            let (mut key, mut origin) = locate(figment, &path);
+            if let Kind::MissingField(field) = &e.kind {
+                // Named at the key itself; its table tells where it should have been.
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
+            if path.is_empty() {
+                // Errors of the layers themselves (a TOML syntax error) name their provider.
+                origin = e
+                    .metadata
+                    .as_ref()
+                    .map(|m| self::origin(m, &e.profile.clone().unwrap_or_default(), &[]));
+            }
+            Problem {
+                key,
+                message,
+                origin,
+            }
+        })
+        .collect()
+}
+
+/// `unknown key; did you mean `path`?` — or the list of what is known when nothing is close.
+pub fn unknown(what: &str, given: Option<&String>, expected: &[&str]) -> String {
+    let given = given.map(String::as_str).unwrap_or_default();
+    let close = expected
+        .iter()
+        .map(|e| (strsim::jaro_winkler(&given.to_lowercase(), e), e))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match close {
+        Some((_, e)) => format!("unknown {what} `{given}`; did you mean `{e}`?"),
+        None if expected.is_empty() => format!("unknown {what} `{given}`"),
+        None => format!(
+            "unknown {what} `{given}`; expected one of {}",
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 impl From<figment::Error> for ConfigError {

@@ -51,21 +51,8 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Numeric-looking secrets from env arrive as numbers; accept them as text.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            I(i64),
-            U(u64),
-            F(f64),
-        }
-        Ok(Secret(match Raw::deserialize(d)? {
-            Raw::S(s) => s,
-            Raw::I(i) => i.to_string(),
-            Raw::U(u) => u.to_string(),
-            Raw::F(f) => f.to_string(),
-        }))
+        // Text only: a value given as a variable or `--set` is read as text for a text key.
+        String::deserialize(d).map(Secret)
     }
 }
 

@@ -12,6 +12,11 @@ pub struct ClientTls {
     /// PEM file with the CA certificate(s) to trust instead of the bundled web roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Directory of PEM CA certificates (every file below it; each must hold one) to trust
+    /// instead of the bundled web roots. `ca_file` wins when both are set, as in Consul's
+    /// clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_path: Option<PathBuf>,
     /// PEM client certificate (chain) presented to servers that require mTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
@@ -37,6 +42,14 @@ impl ClientTls {
             if let Some(f) = file {
                 c.file(format!("{key}.{field}"), f);
             }
+        }
+        if let Some(dir) = &self.ca_path
+            && !dir.is_dir()
+        {
+            c.add(
+                format!("{key}.ca_path"),
+                format!("{} is not a directory", dir.display()),
+            );
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
             c.add(

@@ -1,11 +1,12 @@
 //! Meaning checks after figment has checked shape: every problem is collected, none stops the
 //! rest. The top level is checked here; each component checks itself (`Component::validate`).
 
-use super::report::{ConfigError, Problem, origin_of};
+use super::report::{ConfigError, Problem, locate};
 use super::{Component, Loaded};
 use crate::template::Template;
 use figment::Figment;
 use regex::Regex;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -15,6 +16,7 @@ static OWNER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-
 /// Gathers problems, each with the origin of the value at its key.
 pub struct Collector<'a> {
     figment: &'a Figment,
+    unloaded: BTreeSet<String>,
     problems: Vec<Problem>,
 }
 
@@ -23,23 +25,40 @@ impl<'a> Collector<'a> {
     pub fn new(figment: &'a Figment) -> Self {
         Self {
             figment,
+            unloaded: BTreeSet::new(),
             problems: Vec::new(),
         }
     }
 
-    /// Records a problem at `key`.
+    /// Skips problems at or under these keys: their values could not be read, which is
+    /// already reported (`Loaded::unloaded`).
+    pub fn skipping(mut self, unloaded: &BTreeSet<String>) -> Self {
+        self.unloaded = unloaded.clone();
+        self
+    }
+
+    /// Whether the value at `key`, or one inside it, could not be read: a check that
+    /// depends on it (a reference to a component, "none configured") would only guess.
+    pub fn unloaded(&self, key: &str) -> bool {
+        self.unloaded.iter().any(|u| {
+            let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
+            inside(key, u) || inside(u, key)
+        })
+    }
+
+    /// Records a problem at `key` (dotted; list positions as numbers, `sources.0`).
     pub fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
-        // A list element (`sources.0`) or a field inside a value has no metadata of its
-        // own: the closest key that has one tells where it came from.
-        let mut at = key.as_str();
-        let origin = loop {
-            match (origin_of(self.figment, at), at.rsplit_once('.')) {
-                (Some(o), _) => break Some(o),
-                (None, Some((parent, _))) => at = parent,
-                (None, None) => break None,
-            }
+        let under = |u: &String| key == *u || key.starts_with(&format!("{u}."));
+        if self.unloaded.iter().any(under) {
+            return;
+        }
+        let path: Vec<String> = if key.is_empty() {
+            Vec::new()
+        } else {
+            key.split('.').map(str::to_string).collect()
         };
+        let (key, origin) = locate(self.figment, &path);
         self.problems.push(Problem {
             key,
             message: message.into(),
@@ -109,7 +128,7 @@ pub fn validate<S: Component, B: Component>(loaded: &Loaded<S, B>) -> Result<(),
 /// The problems of the top level and of every component; callers may add their own.
 pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collector<'a> {
     let cfg = &loaded.config;
-    let mut c = Collector::new(&loaded.figment);
+    let mut c = Collector::new(&loaded.figment).skipping(&loaded.unloaded);
     if cfg.label_prefix.is_empty()
         || cfg.label_prefix.contains(char::is_whitespace)
         || cfg.label_prefix.starts_with('.')
@@ -145,7 +164,7 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
     if cfg.shutdown_timeout.is_zero() {
         c.add("shutdown_timeout", "must be more than 0s");
     }
-    if cfg.http.hangup_after.is_some_and(|d| d < cfg.interval) {
+    if cfg.http.hangup_after.is_some_and(|d| d < cfg.interval) && !c.unloaded("interval") {
         c.add(
             "http.hangup_after",
             "must be at least `interval`, or /health fails between two healthy rounds",
@@ -169,16 +188,17 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
             c.add("leader.key", "must not be empty");
         }
     }
-    if cfg.sources.is_empty() {
+    cfg.log.validate(&mut c);
+    if cfg.sources.is_empty() && !c.unloaded("sources") {
         c.add(
             "sources",
-            "no source configured: add a [sources.<name>] table",
+            "no source configured: add a [sources.<name>] table (or set RANCHER_URL and CONSUL_HTTP_ADDR, with neither sources nor backends, for the zero-config start)",
         );
     }
-    if cfg.backends.is_empty() {
+    if cfg.backends.is_empty() && !c.unloaded("backends") {
         c.add(
             "backends",
-            "no backend configured: add a [backends.<name>] table",
+            "no backend configured: add a [backends.<name>] table (or set RANCHER_URL and CONSUL_HTTP_ADDR, with neither sources nor backends, for the zero-config start)",
         );
     }
     let common = cfg.common();
@@ -201,7 +221,7 @@ pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collec
             );
         }
         for (i, s) in be.sources().unwrap_or_default().iter().enumerate() {
-            if !cfg.sources.contains_key(s) {
+            if !cfg.sources.contains_key(s) && !c.unloaded(&format!("sources.{s}")) {
                 c.add(
                     format!("{key}.sources.{i}"),
                     format!("names source {s:?}, which is not configured"),

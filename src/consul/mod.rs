@@ -2,6 +2,7 @@
 //! TLS, retries, and Consul's error conventions — plain-text bodies, 403 for ACL denials,
 //! empty-body 200s.
 
+use crate::config::Secret;
 use crate::config::secret::SecretSource;
 use crate::error::BackendError;
 use serde::Serialize;
@@ -17,6 +18,10 @@ pub struct Api {
     pub datacenter: Option<String>,
     token: SecretSource,
     max_body: u64,
+    /// HTTP basic auth `user[:password]` (`CONSUL_HTTP_AUTH`), for an agent behind a proxy.
+    auth: Option<Secret>,
+    /// `?ns=` on every request (`CONSUL_NAMESPACE`; Consul Enterprise).
+    namespace: Option<String>,
 }
 
 impl Api {
@@ -34,7 +39,24 @@ impl Api {
             datacenter,
             token,
             max_body,
+            auth: None,
+            namespace: None,
         }
+    }
+
+    /// Sends HTTP basic auth on every request: `user:password`, split at the first `:`; no
+    /// `:` is a user with an empty password (api/api.go `defaultConfig`, `CONSUL_HTTP_AUTH`).
+    pub fn with_auth(mut self, auth: Option<Secret>) -> Self {
+        self.auth = auth.filter(|a| !a.expose().is_empty());
+        self
+    }
+
+    /// Sends `?ns=<namespace>` on every request, as api/api.go `newRequest` does with
+    /// `CONSUL_NAMESPACE`. Consul CE answers 400 to any `ns` (agent/http_ce.go
+    /// `parseEntMeta`): set it against Enterprise only.
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace.filter(|n| !n.is_empty());
+        self
     }
 
     /// Re-reads the token file (once a round), so a rotated token needs no restart.
@@ -47,6 +69,14 @@ impl Api {
         if let Some(mut t) = self.token_header().ok().flatten() {
             t.set_sensitive(true);
             req = req.header("X-Consul-Token", t);
+        }
+        if let Some(a) = &self.auth {
+            // reqwest marks the header sensitive.
+            let (user, password) = a.expose().split_once(':').unwrap_or((a.expose(), ""));
+            req = req.basic_auth(user, Some(password));
+        }
+        if let Some(ns) = &self.namespace {
+            req = req.query(&[("ns", ns)]);
         }
         req
     }
@@ -99,6 +129,17 @@ impl Api {
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, BackendError> {
+        self.exchange(op, url, req).await.map(|(_, body)| body)
+    }
+
+    /// One request: the answer's headers and body (at most `max_body` bytes) when it is a
+    /// 2xx, else the error named as Consul's conventions say.
+    async fn exchange(
+        &self,
+        op: &'static str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), BackendError> {
         let transport = |e: reqwest::Error| BackendError::Transport {
             backend: self.backend.clone(),
             op,
@@ -107,6 +148,7 @@ impl Api {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
         let body = crate::http::read_body(&mut resp, self.max_body, false)
             .await
             .map_err(|e| BackendError::Transport {
@@ -116,7 +158,7 @@ impl Api {
                 message: e.to_string(),
             })?;
         if (200..300).contains(&status) {
-            return Ok(body);
+            return Ok((headers, body));
         }
         // Consul answers errors with a plain-text reason; a proxy in front may echo headers.
         let mut message: String = String::from_utf8_lossy(&body)
@@ -126,6 +168,12 @@ impl Api {
             .collect();
         if let Some(t) = self.token.get() {
             message = t.scrub(&message);
+        }
+        if let Some(a) = &self.auth {
+            message = a.scrub(&message);
+            if let Some((_, password)) = a.expose().split_once(':') {
+                message = Secret::new(password).scrub(&message);
+            }
         }
         Err(if status == 403 {
             BackendError::Acl {
@@ -158,6 +206,41 @@ impl Api {
             what: format!("{op} answer from {url}"),
             message: e.to_string(),
         })
+    }
+
+    /// One GET of a blocking query (`query` holds `index` and `wait`), not retried: the caller
+    /// paces its loop. Returns the JSON answer and its `X-Consul-Index`. `wait` is added to the
+    /// request's timeout with the up-to-`wait/16` the server adds to spread wake-ups
+    /// (`RPCQueryTimeout` in agent/consul/rpc.go, `structs.JitterFraction` = 16;
+    /// website/content/api-docs/features/blocking.mdx). An answer without a readable index is
+    /// an error, as in Consul's own client (`parseQueryMeta` in api/api.go).
+    pub async fn get_indexed<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+        timeout: std::time::Duration,
+        wait: std::time::Duration,
+    ) -> Result<(T, u64), BackendError> {
+        self.token_header()?;
+        let req = self
+            .request(&reqwest::Method::GET, url)
+            .query(query)
+            .timeout(timeout + wait + wait / 16);
+        let (headers, body) = self.exchange(op, url, req).await?;
+        let index = headers
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| BackendError::Decode {
+                what: format!("{op} answer from {url}"),
+                message: "no readable X-Consul-Index header".into(),
+            })?;
+        let value = serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
+            what: format!("{op} answer from {url}"),
+            message: e.to_string(),
+        })?;
+        Ok((value, index))
     }
 
     /// PUT with an optional JSON body; the answer's body is ignored (empty or `true`).
@@ -232,6 +315,32 @@ pub fn is_unknown_check(e: &BackendError) -> bool {
         } => message.contains("does not have associated TTL"),
         other => is_not_found(other),
     }
+}
+
+/// The address Consul's clients use for a Unix socket: `unix://<path>` (api/api.go
+/// `NewClient`: the `unix` scheme dials `<path>` and speaks HTTP over it). The path, or
+/// `None` for an HTTP(S) URL.
+pub fn unix_socket(url: &str) -> Option<&std::path::Path> {
+    url.strip_prefix("unix://").map(std::path::Path::new)
+}
+
+/// The base URL requests name when they go through a Unix socket: the socket carries them,
+/// the host is only the `Host` header.
+pub const UNIX_BASE: &str = "http://localhost";
+
+/// The HTTP client and base URL for a Consul address (`http(s)://…` or `unix://<path>`).
+pub fn client(
+    url: &str,
+    timeout: std::time::Duration,
+    tls: &crate::config::ClientTls,
+) -> Result<(reqwest::Client, String), crate::http::HttpSetupError> {
+    let socket = unix_socket(url);
+    let http = crate::http::client_on(timeout, tls, socket)?;
+    let base = match socket {
+        Some(_) => UNIX_BASE.to_string(),
+        None => url.trim_end_matches('/').to_string(),
+    };
+    Ok((http, base))
 }
 
 /// `base` plus escaped path segments (a base may carry a reverse-proxy path prefix).

@@ -1,19 +1,19 @@
 //! Sources list services; they only read. The closed enum of their configs, and `build`.
 
 pub mod docker;
+mod naming;
 pub mod rancher;
 pub mod static_file;
 
+pub use naming::Naming;
+
 use crate::config::{Collector, Common, Component};
-use crate::error::{BuildError, Skip, SkipKind, SourceError};
-use crate::labels;
+use crate::error::{BuildError, Skip, SourceError};
 use crate::model::Endpoint;
-use crate::template::{Props, Template};
 use crate::watch::WakeTx;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// A place services come from.
 #[async_trait]
@@ -41,89 +41,6 @@ pub trait Source: Send + Sync {
     }
 }
 
-/// How a source turns labels into properties and names.
-#[derive(Debug, Clone)]
-pub struct Naming {
-    /// Label prefix (`rancon`).
-    pub prefix: String,
-    /// Name template used unless label `<prefix>.name` overrides it.
-    pub name: Template,
-}
-
-impl Naming {
-    /// The naming of a source, from its overrides or the global settings.
-    pub fn new(
-        global: &Common,
-        prefix: Option<&str>,
-        name: Option<&str>,
-    ) -> Result<Self, BuildError> {
-        Ok(Self {
-            prefix: prefix.unwrap_or(&global.label_prefix).to_string(),
-            name: BuildError::template("name", name.unwrap_or(&global.name))?,
-        })
-    }
-
-    /// Builds the endpoint for one service address. `base` holds the source's own properties
-    /// (`name` = the source's service name, `host`, `port`, …). Returns `Ok(None)` when the
-    /// service is not selected. With `select_all`, every service not opted out is selected.
-    pub fn endpoint(
-        &self,
-        source: &str,
-        mut base: Props,
-        labels: &BTreeMap<String, String>,
-        select_all: bool,
-    ) -> Result<Option<Endpoint>, Skip> {
-        let label_props = match labels::select(labels, &self.prefix) {
-            Some(p) => p,
-            None if select_all && !labels::opted_out(labels, &self.prefix) => Props::new(),
-            None => return Ok(None),
-        };
-        if !base.contains_key("service") {
-            let service = base.get("name").cloned().unwrap_or_default();
-            base.insert("service".into(), service);
-        }
-        let describe = crate::model::describe(source, &base);
-        let skip = |reason: String| Skip {
-            endpoint: describe.clone(),
-            kind: SkipKind::Template,
-            reason,
-        };
-        let mut name_tpl = None;
-        let mut props = base.clone();
-        for (key, value) in label_props {
-            let label = format!("{}.{key}", self.prefix);
-            if matches!(key.as_str(), "host" | "port") {
-                tracing::warn!(endpoint = %describe, label, "label cannot override {key}; ignored");
-                continue;
-            }
-            let tpl = Template::parse(&value)
-                .map_err(|e| skip(format!("label {label}={value:?}: {e}")))?;
-            if key == "name" {
-                name_tpl = Some(tpl);
-                continue;
-            }
-            // Placeholders inside label values see the source's own properties.
-            let rendered = tpl
-                .render(&base)
-                .map_err(|e| skip(format!("label {label}: {e}")))?;
-            props.insert(key, rendered);
-        }
-        let name = name_tpl
-            .as_ref()
-            .unwrap_or(&self.name)
-            .render(&props)
-            .map_err(|e| skip(format!("name template: {e}")))?;
-        if name.is_empty() {
-            return Err(skip("name renders empty".into()));
-        }
-        props.insert("name".into(), name);
-        Ok(Some(Endpoint {
-            source: source.to_string(),
-            props,
-        }))
-    }
-}
-
 /// A source of services, selected by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -137,6 +54,18 @@ pub enum SourceConfig {
 }
 
 impl Component for SourceConfig {
+    fn from_value(value: &figment::value::Value) -> Result<Self, Box<figment::Error>> {
+        use crate::config::{tagged, variant};
+        let (kind, body) = tagged::<Self>(value)?;
+        match kind.as_str() {
+            "static" => variant(&body).map(SourceConfig::Static),
+            "rancher" => variant(&body).map(SourceConfig::Rancher),
+            "docker" => variant(&body).map(SourceConfig::Docker),
+            // A kind without an arm here still reads, through serde (errors less precise).
+            _ => variant(value),
+        }
+    }
+
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
         match self {
             SourceConfig::Static(s) => s.validate(key, common, c),

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod blocking;
+
 /// A registered service as the catalog keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Svc {
@@ -73,6 +75,12 @@ pub struct Cluster {
     pub counters: Mutex<HashMap<String, Arc<Counters>>>,
     /// Write requests, in order: `"<METHOD> <path> @<node>"`.
     pub writes_log: Mutex<Vec<String>>,
+    /// Read requests, in order: `"GET <path>?<query> @<node>"`.
+    pub reads_log: Mutex<Vec<String>>,
+    /// Raft-like indexes and blocking queries of the catalog endpoints.
+    pub raft: blocking::Raft,
+    /// When each write request was answered, in order (for latency benches).
+    pub writes_done: Mutex<Vec<std::time::Instant>>,
     /// Registrations whose ID contains this text fail with a 500.
     pub fail_register: Mutex<Option<String>>,
     /// Nodes (`node-127.0.0.3`) whose agent answers every read with a 500.
@@ -83,6 +91,16 @@ pub struct Cluster {
     /// (`agent/acl.go` `vetCheckUpdateWithAuthorizer`, 404): `agent/agent.go` `updateTTLCheck`
     /// returns a plain error, which the HTTP layer answers with 500.
     pub legacy_check_update: std::sync::atomic::AtomicBool,
+    /// Consul Enterprise: `?ns=` is accepted (and recorded in `namespaces`). Consul CE answers
+    /// any non-empty `ns` with 400 (`agent/http_ce.go` `parseEntMeta`). The double keeps one
+    /// catalog whatever the namespace.
+    pub enterprise: std::sync::atomic::AtomicBool,
+    /// The `ns` of every request, in order (`None`: none sent).
+    pub namespaces: Mutex<Vec<Option<String>>>,
+    /// An authenticating reverse proxy in front of the agents (what `CONSUL_HTTP_AUTH` is
+    /// for; Consul itself ignores basic auth): requests without `Authorization: Basic
+    /// base64(<this>)` get 401 with `WWW-Authenticate: Basic` (RFC 7617).
+    pub basic_auth: Mutex<Option<String>>,
     /// Sessions by ID.
     pub sessions: Mutex<BTreeMap<String, Session>>,
     /// KV entries by key.
@@ -152,13 +170,11 @@ impl Consul {
             }
             for (i, l) in listeners.into_iter().enumerate() {
                 let node = format!("node-{}", ips[i]);
-                cluster
-                    .nodes
-                    .lock()
-                    .unwrap()
-                    .entry(node.clone())
-                    .or_default()
-                    .address = ips[i].clone();
+                {
+                    let mut nodes = cluster.nodes.lock().unwrap();
+                    nodes.entry(node.clone()).or_default().address = ips[i].clone();
+                    cluster.raft.commit(Some(&node), &[]);
+                }
                 let counters = Arc::new(Counters::default());
                 cluster
                     .counters
@@ -235,6 +251,12 @@ impl Consul {
             .unwrap_or_default()
     }
 
+    /// Whether node `node` holds service `id` (cheap: nothing is copied).
+    pub fn has_service(&self, node: &str, id: &str) -> bool {
+        let nodes = self.cluster.nodes.lock().unwrap();
+        nodes.get(node).is_some_and(|n| n.services.contains_key(id))
+    }
+
     pub fn agent_services(&self, i: usize) -> BTreeMap<String, Svc> {
         self.services(&format!("node-{}", self.ips[i]))
     }
@@ -252,17 +274,33 @@ impl Consul {
     /// Puts a service straight into a node, as another tool would have.
     pub fn insert(&self, node: &str, svc: Svc) {
         let mut nodes = self.cluster.nodes.lock().unwrap();
-        nodes
-            .entry(node.to_string())
-            .or_default()
-            .services
-            .insert(svc.id.clone(), svc);
+        let n = nodes.entry(node.to_string()).or_default();
+        let old = n.services.insert(svc.id.clone(), svc.clone());
+        if old.as_ref() != Some(&svc) {
+            let mut names = vec![svc.name.as_str()];
+            names.extend(old.as_ref().map(|o| o.name.as_str()));
+            self.cluster.raft.commit(Some(node), &names);
+        }
+    }
+
+    /// Read requests whose line contains `part` (`"node-services/node-127.0.0.2"`).
+    pub fn reads_matching(&self, part: &str) -> Vec<String> {
+        let log = self.cluster.reads_log.lock().unwrap();
+        log.iter().filter(|l| l.contains(part)).cloned().collect()
     }
 
     pub fn set_check_status(&self, node: &str, check: &str, status: &str) {
         let mut nodes = self.cluster.nodes.lock().unwrap();
-        if let Some(c) = nodes.get_mut(node).and_then(|n| n.checks.get_mut(check)) {
+        if let Some(n) = nodes.get_mut(node)
+            && let Some(c) = n.checks.get_mut(check)
+            && c.status != status
+        {
             c.status = status.into();
+            let sid = c.service_id.clone();
+            let name = n.services.get(&sid).map(|s| s.name.clone());
+            self.cluster
+                .raft
+                .commit(None, &name.iter().map(String::as_str).collect::<Vec<_>>());
         }
     }
 
@@ -275,6 +313,20 @@ impl Consul {
 
     pub fn writes_log(&self) -> Vec<String> {
         self.cluster.writes_log.lock().unwrap().clone()
+    }
+
+    /// Serves agent 0 on a Unix socket at `path` as well (Consul's `addresses.http =
+    /// "unix://…"`): the same node, catalog and counters.
+    pub async fn serve_unix(&self, path: &std::path::Path) {
+        let node = format!("node-{}", self.ips[0]);
+        let counters = self.cluster.counters.lock().unwrap()[&self.ips[0]].clone();
+        let app = router(Agent {
+            cluster: self.cluster.clone(),
+            node,
+            counters,
+        });
+        let l = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     }
 }
 
@@ -318,6 +370,7 @@ struct Agent {
 fn router(agent: Agent) -> Router {
     Router::new()
         .route("/v1/agent/services", get(agent_services))
+        .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/service/register", put(agent_register))
         .route("/v1/agent/service/deregister/{id}", put(agent_deregister))
         .route("/v1/agent/check/update/{id}", put(check_update))
@@ -346,11 +399,43 @@ async fn count(
     State(a): State<Agent>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let want = a.cluster.basic_auth.lock().unwrap().clone();
+    if let Some(want) = want {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(want)
+        );
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&expected) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"consul\"")],
+                "401 Unauthorized",
+            )
+                .into_response();
+        }
+    }
+    let ns = q.get("ns").filter(|n| !n.is_empty()).cloned();
+    a.cluster.namespaces.lock().unwrap().push(ns.clone());
+    if ns.is_some() && !a.cluster.enterprise.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature",
+        );
+    }
     if method == Method::GET {
         a.counters.reads.fetch_add(1, Ordering::SeqCst);
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        a.cluster
+            .reads_log
+            .lock()
+            .unwrap()
+            .push(format!("GET {}{query} @{}", uri.path(), a.node));
         if a.cluster.fail_reads.lock().unwrap().contains(&a.node) {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "injected read failure");
         }
@@ -368,6 +453,13 @@ async fn count(
             .lock()
             .unwrap()
             .push(format!("{method} {} @{}", uri.path(), a.node));
+        let resp = next.run(req).await;
+        a.cluster
+            .writes_done
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        return resp;
     }
     next.run(req).await
 }
@@ -385,6 +477,19 @@ fn text(status: StatusCode, body: &str) -> Response {
 /// An empty-body 200 without Content-Type (agent writes).
 fn empty_ok() -> Response {
     StatusCode::OK.into_response()
+}
+
+/// A JSON answer of a blocking endpoint, with the resource's index.
+fn json_indexed(a: &Agent, v: Value, idx: u64) -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json".to_string()),
+            ("x-consul-index", a.cluster.raft.header(idx)),
+        ],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn json_ok(v: Value) -> Response {
@@ -752,13 +857,35 @@ async fn agent_register(
         .is_some_and(|v| v.is_empty() || v == "true");
     let mut nodes = a.cluster.nodes.lock().unwrap();
     let node = nodes.entry(a.node.clone()).or_default();
+    let checks_before: Vec<Check> = node
+        .checks
+        .values()
+        .filter(|c| c.service_id == svc.id)
+        .cloned()
+        .collect();
     if replace {
         node.checks.retain(|_, c| c.service_id != svc.id);
     }
     for c in checks {
         node.checks.insert(c.id.clone(), c);
     }
-    node.services.insert(svc.id.clone(), svc);
+    let checks_after: Vec<&Check> = node
+        .checks
+        .values()
+        .filter(|c| c.service_id == svc.id)
+        .collect();
+    let checks_same = checks_before.iter().eq(checks_after.iter().copied());
+    let old = node.services.insert(svc.id.clone(), svc.clone());
+    // Identical re-registers move no index (`ensureServiceTxn`: `IsSameService`; checks:
+    // `IsSame`); a changed service moves its node's and its names' indexes, a changed check
+    // only its service name's.
+    if old.as_ref() != Some(&svc) {
+        let mut names = vec![svc.name.as_str()];
+        names.extend(old.as_ref().map(|o| o.name.as_str()));
+        a.cluster.raft.commit(Some(&a.node), &names);
+    } else if !checks_same {
+        a.cluster.raft.commit(None, &[svc.name.as_str()]);
+    }
     empty_ok()
 }
 
@@ -772,15 +899,16 @@ async fn agent_deregister(
     }
     let mut nodes = a.cluster.nodes.lock().unwrap();
     let node = nodes.entry(a.node.clone()).or_default();
-    if node.services.remove(&id).is_none() {
+    let Some(gone) = node.services.remove(&id) else {
         return text(
             StatusCode::NOT_FOUND,
             &format!(
                 "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
             ),
         );
-    }
+    };
     node.checks.retain(|_, c| c.service_id != id);
+    a.cluster.raft.commit(Some(&a.node), &[gone.name.as_str()]);
     empty_ok()
 }
 
@@ -823,8 +951,20 @@ async fn check_update(
             &format!("CheckID {id:?} does not have associated TTL"),
         );
     }
-    check.status = status;
-    check.output = str_field(&v, "Output");
+    let output = str_field(&v, "Output");
+    if check.status != status || check.output != output {
+        check.status = status;
+        check.output = output;
+        let sid = check.service_id.clone();
+        let node = &nodes[&a.node];
+        let names: Vec<&str> = node
+            .services
+            .get(&sid)
+            .map(|s| s.name.as_str())
+            .into_iter()
+            .collect();
+        a.cluster.raft.commit(None, &names);
+    }
     empty_ok()
 }
 
@@ -857,7 +997,10 @@ async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Byte
         None => None,
     };
     let mut nodes = a.cluster.nodes.lock().unwrap();
-    let node = nodes.entry(node_name).or_default();
+    let known = nodes.contains_key(&node_name);
+    let node = nodes.entry(node_name.clone()).or_default();
+    let mut node_changed = !known || node.address != address;
+    let mut names: Vec<String> = Vec::new();
     node.address = address;
     if let Some(svc) = svc {
         let checks: Vec<Value> = field(&v, "Checks")
@@ -866,10 +1009,11 @@ async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Byte
             .unwrap_or_default();
         for c in checks {
             let id = str_field(&c, "CheckID");
+            let before = node.checks.get(&id).cloned();
             node.checks.insert(
                 id.clone(),
                 Check {
-                    id,
+                    id: id.clone(),
                     name: str_field(&c, "Name"),
                     service_id: str_field(&c, "ServiceID"),
                     status: str_field(&c, "Status"),
@@ -880,8 +1024,21 @@ async fn catalog_register(State(a): State<Agent>, headers: HeaderMap, body: Byte
                     deregister_after: None,
                 },
             );
+            if before.as_ref() != node.checks.get(&id) {
+                names.push(svc.name.clone());
+            }
         }
-        node.services.insert(svc.id.clone(), svc);
+        let old = node.services.insert(svc.id.clone(), svc.clone());
+        if old.as_ref() != Some(&svc) {
+            node_changed = true;
+            names.push(svc.name.clone());
+            names.extend(old.map(|o| o.name));
+        }
+    }
+    if node_changed || !names.is_empty() {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let node = node_changed.then_some(node_name.as_str());
+        a.cluster.raft.commit(node, &names);
     }
     json_ok(json!(true))
 }
@@ -895,10 +1052,17 @@ async fn catalog_deregister(State(a): State<Agent>, headers: HeaderMap, body: By
     let id = str_field(&v, "ServiceID");
     let mut nodes = a.cluster.nodes.lock().unwrap();
     if id.is_empty() {
-        nodes.remove(&node_name);
-    } else if let Some(n) = nodes.get_mut(&node_name) {
-        n.services.remove(&id);
+        if let Some(n) = nodes.remove(&node_name) {
+            let names: Vec<&str> = n.services.values().map(|s| s.name.as_str()).collect();
+            a.cluster.raft.node_removed(&node_name, &names);
+        }
+    } else if let Some(n) = nodes.get_mut(&node_name)
+        && let Some(gone) = n.services.remove(&id)
+    {
         n.checks.retain(|_, c| c.service_id != id);
+        a.cluster
+            .raft
+            .commit(Some(&node_name), &[gone.name.as_str()]);
     }
     json_ok(json!(true))
 }
@@ -912,7 +1076,14 @@ async fn catalog_services(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let wait = match blocking::parse(&q) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let raft = &a.cluster.raft;
+    raft.block(wait, || raft.services()).await;
     let nodes = a.cluster.nodes.lock().unwrap();
+    let idx = raft.services();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in nodes.values().filter(|_| !anonymous) {
         for s in n.services.values() {
@@ -926,7 +1097,7 @@ async fn catalog_services(
             }
         }
     }
-    json_ok(json!(out))
+    json_indexed(&a, json!(out), idx)
 }
 
 async fn catalog_service(
@@ -939,7 +1110,14 @@ async fn catalog_service(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let wait = match blocking::parse(&q) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let raft = &a.cluster.raft;
+    raft.block(wait, || raft.name(&name)).await;
     let nodes = a.cluster.nodes.lock().unwrap();
+    let idx = raft.name(&name);
     let mut out = Vec::new();
     for (node_name, n) in nodes.iter().filter(|_| !anonymous) {
         for s in n.services.values().filter(|s| s.name == name) {
@@ -953,7 +1131,7 @@ async fn catalog_service(
             }
         }
     }
-    json_ok(Value::Array(out))
+    json_indexed(&a, Value::Array(out), idx)
 }
 
 async fn node_services(
@@ -966,12 +1144,23 @@ async fn node_services(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let wait = match blocking::parse(&q) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let raft = &a.cluster.raft;
+    let index = || {
+        let exists = a.cluster.nodes.lock().unwrap().contains_key(&node_name);
+        raft.node(&node_name, exists)
+    };
+    raft.block(wait, index).await;
     let nodes = a.cluster.nodes.lock().unwrap();
+    let idx = raft.node(&node_name, nodes.contains_key(&node_name));
     // An unknown node leaves the reply's zero value (`Catalog.NodeServiceList` in
     // agent/consul/catalog_endpoint.go sets it only when the state store found the node), and
     // `CatalogNodeServiceList` returns a pointer to it: `{"Node": null, "Services": null}`.
     let Some(n) = nodes.get(&node_name).filter(|_| !anonymous) else {
-        return json_ok(json!({"Node": null, "Services": null}));
+        return json_indexed(&a, json!({"Node": null, "Services": null}), idx);
     };
     let services: Vec<Value> = n
         .services
@@ -979,10 +1168,30 @@ async fn node_services(
         .filter(|s| filter.keeps(s))
         .map(svc_json)
         .collect();
-    json_ok(
+    json_indexed(
+        &a,
         json!({"Node": {"ID": "", "Node": node_name, "Address": n.address,
         "Datacenter": "dc1", "TaggedAddresses": {}, "Meta": {}}, "Services": services}),
+        idx,
     )
+}
+
+/// `GET /v1/agent/self` (`AgentSelf` in agent/agent_endpoint.go): needs `agent:read` on the
+/// agent's node — the anonymous token of a default-deny ACL gets 403 `Permission denied`.
+/// The double answers the fields rancon reads, in Consul's shape.
+async fn agent_self(State(a): State<Agent>, headers: HeaderMap) -> Response {
+    match auth(&a, &headers) {
+        Err(r) => return r,
+        Ok(Auth::Anonymous) => return text(StatusCode::FORBIDDEN, "Permission denied"),
+        Ok(Auth::Ok) => {}
+    }
+    let address = a.cluster.nodes.lock().unwrap()[&a.node].address.clone();
+    json_ok(json!({
+        "Config": {"Datacenter": "dc1", "PrimaryDatacenter": "dc1", "NodeName": a.node,
+                   "NodeID": "", "Revision": "double", "Server": false, "Version": "1.21.0"},
+        "Member": {"Name": a.node, "Addr": address, "Port": 8301, "Tags": {}, "Status": 1},
+        "Stats": {}, "Meta": {}
+    }))
 }
 
 /// `GET /v1/catalog/nodes`: every node (`structs.Node`), sorted by name; anonymous callers

@@ -7,3 +7,4 @@ pub mod docker;
 pub mod etcd;
 pub mod pki;
 pub mod rancher;
+pub mod rancher_events;

@@ -2,7 +2,7 @@
 //! built from the request's Host, `limit`/`marker` pagination (default 100, max 3000: cattle's
 //! `processPaginationResult` pages by offset, `next` carrying marker `m<offset+limit>`, so a
 //! row removed between two page reads shifts the rest), equality filters, JSON error bodies
-//! and HTTP basic auth.
+//! and HTTP basic auth. The event subscription (WebSocket) is in `rancher_events.rs`.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -53,6 +53,10 @@ pub struct Inner {
     pub max_limit: AtomicUsize,
     /// Links use https when the double serves TLS.
     pub https: std::sync::atomic::AtomicBool,
+    /// The event subscriptions and their switches.
+    pub events: super::rancher_events::Hub,
+    /// How long a collection page waits between reading its rows and answering.
+    pub answer_delay: Mutex<std::time::Duration>,
 }
 
 /// A running double.
@@ -104,12 +108,19 @@ impl Rancher {
             requests: AtomicUsize::new(0),
             max_limit: AtomicUsize::new(3000),
             https: std::sync::atomic::AtomicBool::new(false),
+            events: Default::default(),
+            answer_delay: Mutex::default(),
         });
         let app = Router::new()
             .route("/{ver}/projects", get(projects_list))
             .route("/{ver}/projects/{pid}", get(project_one))
+            .route(
+                "/{ver}/projects/{pid}/subscribe",
+                get(super::rancher_events::subscribe),
+            )
             .route("/{ver}/projects/{pid}/{coll}", get(collection))
             .with_state(state.clone());
+        tokio::spawn(super::rancher_events::flusher(Arc::downgrade(&state)));
         (state, app)
     }
 
@@ -124,6 +135,74 @@ impl Rancher {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Changes service `sid` of project `pid` through `f` and publishes the change as cattle
+    /// does: coalesced per resource until the next flush, fanned out to its stack.
+    pub fn edit_service(&self, pid: &str, sid: &str, f: impl FnOnce(&mut Value)) {
+        let stack = self.edit(pid, |p| {
+            let s = p
+                .services
+                .iter_mut()
+                .find(|s| s["id"] == sid)
+                .expect("no such service");
+            f(s);
+            s["stackId"].as_str().map(str::to_string)
+        });
+        // cattle EventNotificationChangeMonitor.addData (code/iaas/logic-common/…/process/
+        // monitor/EventNotificationChangeMonitor.java): a Service's change also sends its Stack.
+        self.state.events.changed(pid, "service", sid);
+        if let Some(stack) = stack {
+            self.state.events.changed(pid, "stack", &stack);
+        }
+    }
+
+    /// Adds a service (published like an edit).
+    pub fn add_service(&self, pid: &str, svc: Value) {
+        let id = svc["id"].as_str().unwrap().to_string();
+        self.edit(pid, |p| p.services.push(svc));
+        self.edit_service(pid, &id, |_| {});
+    }
+
+    /// Changes container `cid` through `f`; the change is published for the container and for
+    /// every service listing it (its health and endpoints are the service's too).
+    pub fn edit_container(&self, pid: &str, cid: &str, f: impl FnOnce(&mut Value)) {
+        let services = self.edit(pid, |p| {
+            let c = p
+                .containers
+                .iter_mut()
+                .find(|c| c["id"] == cid)
+                .expect("no such container");
+            f(c);
+            p.services
+                .iter()
+                .filter(|s| {
+                    s["instanceIds"]
+                        .as_array()
+                        .is_some_and(|i| i.iter().any(|i| i == cid))
+                })
+                .filter_map(|s| s["id"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        });
+        self.state.events.changed(pid, "container", cid);
+        for s in services {
+            self.state.events.changed(pid, "service", &s);
+        }
+    }
+
+    /// Changes project `pid` without publishing anything (what a purge or a database edit does).
+    pub fn edit<T>(&self, pid: &str, f: impl FnOnce(&mut Project) -> T) -> T {
+        let mut projects = self.state.projects.lock().unwrap();
+        let p = projects
+            .iter_mut()
+            .find(|p| p.id == pid)
+            .expect("no such project");
+        f(Arc::make_mut(p))
+    }
+
+    /// The event subscriptions' switches and counters.
+    pub fn events(&self) -> &super::rancher_events::Hub {
+        &self.state.events
     }
 }
 
@@ -152,7 +231,7 @@ pub fn service(
     s
 }
 
-fn error(status: u16, code: &str) -> Response {
+pub fn error(status: u16, code: &str) -> Response {
     let body = json!({"id": "b052db07", "type": "error", "links": {}, "actions": {}, "status": status, "code": code, "message": code, "detail": null});
     (
         StatusCode::from_u16(status).unwrap(),
@@ -162,7 +241,7 @@ fn error(status: u16, code: &str) -> Response {
         .into_response()
 }
 
-fn authorized(st: &Inner, headers: &HeaderMap) -> bool {
+pub fn authorized(st: &Inner, headers: &HeaderMap) -> bool {
     let Some((user, pass)) = &st.auth else {
         return true;
     };
@@ -362,12 +441,20 @@ async fn collection(
     else {
         return error(404, "NotFound");
     };
+    // The rows are read; the answer is late (a slow database or network): anything that
+    // changes meanwhile is not in this page.
+    let late = *st.answer_delay.lock().unwrap();
+    tokio::time::sleep(late).await;
     let v1 = ver == "v1";
     let stacks_name = if v1 { "environments" } else { "stacks" };
     let path = format!("/{ver}/projects/{pid}/{coll}");
     match coll.as_str() {
         c if c == stacks_name => {
-            let items: Vec<Value> = p.stacks.iter().map(|(id, name)| json!({"id": id, "type": if v1 {"environment"} else {"stack"}, "name": name, "state": "active", "accountId": pid})).collect();
+            let items: Vec<Value> = p
+                .stacks
+                .iter()
+                .map(|(id, name)| stack_json(v1, &pid, id, name))
+                .collect();
             page(
                 &st,
                 &headers,
@@ -379,23 +466,7 @@ async fn collection(
             )
         }
         "services" => page(&st, &headers, &path, &p.services, &q, "service", |s| {
-            let mut s = s.clone();
-            if v1 {
-                // v1 calls a stack an environment.
-                let stack = s
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("stackId")
-                    .unwrap_or(Value::Null);
-                s["environmentId"] = stack;
-                let link = s["links"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("stack")
-                    .unwrap_or(Value::Null);
-                s["links"]["environment"] = link;
-            }
-            s
+            service_json(v1, s)
         }),
         "containers" => page(
             &st,
@@ -408,6 +479,32 @@ async fn collection(
         ),
         _ => error(404, "NotFound"),
     }
+}
+
+/// A stack as the API shows it (v1 calls it an environment).
+pub fn stack_json(v1: bool, pid: &str, id: &str, name: &str) -> Value {
+    json!({"id": id, "type": if v1 {"environment"} else {"stack"}, "baseType": if v1 {"environment"} else {"stack"}, "name": name, "state": "active", "accountId": pid})
+}
+
+/// A service as the API version shows it.
+pub fn service_json(v1: bool, s: &Value) -> Value {
+    let mut s = s.clone();
+    if v1 {
+        // v1 calls a stack an environment.
+        let stack = s
+            .as_object_mut()
+            .unwrap()
+            .remove("stackId")
+            .unwrap_or(Value::Null);
+        s["environmentId"] = stack;
+        let link = s["links"]
+            .as_object_mut()
+            .unwrap()
+            .remove("stack")
+            .unwrap_or(Value::Null);
+        s["links"]["environment"] = link;
+    }
+    s
 }
 
 fn scheme(st: &Inner) -> &'static str {

@@ -37,10 +37,12 @@ pub enum CheckMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsulBackendConfig {
-    /// Agent URL, e.g. `http://127.0.0.1:8500`. May hold placeholders: `http://%HOST%:8500`
-    /// registers each endpoint with the agent on its own host. Env fallback: `CONSUL_HTTP_ADDR`
-    /// (`https://` with `CONSUL_HTTP_SSL=true`); default `http://127.0.0.1:8500`.
+    /// Agent URL, e.g. `http://127.0.0.1:8500`, or `unix:///path/to/consul.sock` for an agent
+    /// listening on a Unix socket. May hold placeholders: `http://%HOST%:8500` registers each
+    /// endpoint with the agent on its own host. Env fallback: `CONSUL_HTTP_ADDR` (`https://`
+    /// with `CONSUL_HTTP_SSL=true`); default `http://127.0.0.1:8500`.
     #[serde(default)]
+    #[schemars(pattern(crate::config::schema::HTTP_URL_PATTERN))]
     pub url: String,
     /// ACL token sent as `X-Consul-Token`. Env fallback: `CONSUL_HTTP_TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +50,14 @@ pub struct ConsulBackendConfig {
     /// File holding the ACL token (wins over `token`). Env fallback: `CONSUL_HTTP_TOKEN_FILE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// HTTP basic auth `user:password` (or `user`) for an agent behind an authenticating
+    /// proxy; split at the first `:`. Env fallback: `CONSUL_HTTP_AUTH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_auth: Option<Secret>,
+    /// Consul Enterprise namespace (`?ns=` on every request); Consul CE refuses any. Env
+    /// fallback: `CONSUL_NAMESPACE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Datacenter (`?dc=`); default: the agent's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datacenter: Option<String>,
@@ -90,7 +100,7 @@ pub struct ConsulBackendConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
     pub check_ttl: Option<Duration>,
     /// Let Consul deregister a service whose checks stayed critical this long (minimum 1m),
     /// e.g. after rancon stopped refreshing its TTL check.
@@ -99,25 +109,33 @@ pub struct ConsulBackendConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
     pub check_deregister_after: Option<Duration>,
     /// TLS for https URLs: custom CA, client certificate (mTLS), server name, insecure.
     #[serde(default)]
     pub tls: ClientTls,
     /// How many writes run at once.
     #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 1024))]
     pub concurrency: usize,
     /// Timeout of each request.
     #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     pub timeout: Duration,
     /// When `url` has placeholders: an agent (no placeholders) whose catalog tells which agents
     /// hold this owner's registrations. Default: ask the agents of this round's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(url, pattern(crate::config::schema::HTTP_URL_PATTERN))]
     pub discovery_url: Option<String>,
     /// Names of the sources this backend reads (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
+    /// In the daemon, watch the catalog nodes holding this owner's registrations (blocking
+    /// queries on `/v1/catalog/node-services/<node>`) and repair a registration deleted or
+    /// edited by hand at once instead of at the next `interval`. Needs `node:read` and
+    /// `service:read`, and in agent mode `agent:read` (`/v1/agent/self` names the node).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
 }
 
 impl Default for ConsulBackendConfig {
@@ -126,6 +144,8 @@ impl Default for ConsulBackendConfig {
             url: String::new(),
             token: None,
             token_file: None,
+            http_auth: None,
+            namespace: None,
             datacenter: None,
             mode: ConsulMode::Agent,
             node: default_node(),
@@ -143,6 +163,7 @@ impl Default for ConsulBackendConfig {
             timeout: crate::config::default_timeout(),
             discovery_url: None,
             sources: None,
+            watch: default_watch(),
         }
     }
 }
@@ -169,6 +190,10 @@ fn default_id() -> String {
     "%NAME%_%HOST%_%PORT%".into()
 }
 
+fn default_watch() -> bool {
+    true
+}
+
 fn default_concurrency() -> usize {
     16
 }
@@ -177,6 +202,16 @@ impl Component for ConsulBackendConfig {
     fn validate(&self, key: &str, common: &Common, c: &mut Collector<'_>) {
         match Template::parse(&self.url) {
             Err(e) => c.add(format!("{key}.url"), format!("malformed template: {e}")),
+            Ok(t) if crate::consul::unix_socket(&self.url).is_some() => {
+                if !t.is_literal() {
+                    c.add(
+                        format!("{key}.url"),
+                        "a unix:// socket is one local agent: it cannot hold placeholders",
+                    );
+                } else if self.url.len() == "unix://".len() {
+                    c.add(format!("{key}.url"), "unix:// needs the socket's path");
+                }
+            }
             Ok(t) => {
                 // Placeholders stand for host names; check the rest with a stand-in.
                 let sample = t
@@ -206,6 +241,17 @@ impl Component for ConsulBackendConfig {
                      as the X-Consul-Token header); the value is not shown",
                 );
             }
+        }
+        if let Some(ns) = &self.namespace
+            && !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            // Consul's namespace names are DNS-like (`acl.ValidateNamespaceName` in Enterprise).
+            c.add(
+                format!("{key}.namespace"),
+                "may hold only letters, digits, `-` and `_`",
+            );
         }
         c.template(format!("{key}.id"), &self.id);
         if Template::parse(&self.id).is_ok_and(|t| t.is_literal()) {
@@ -309,6 +355,14 @@ impl Component for ConsulBackendConfig {
                 None => DEFAULT_URL.into(),
             };
         }
+        if self.http_auth.is_none() {
+            self.http_auth = var("CONSUL_HTTP_AUTH")
+                .filter(|a| !a.is_empty())
+                .map(Secret::new);
+        }
+        if self.namespace.is_none() {
+            self.namespace = var("CONSUL_NAMESPACE").filter(|n| !n.is_empty());
+        }
         if self.token.is_none() && self.token_file.is_none() {
             self.token_file = var("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from);
             if self.token_file.is_none() {
@@ -318,6 +372,9 @@ impl Component for ConsulBackendConfig {
         let tls = &mut self.tls;
         if tls.ca_file.is_none() {
             tls.ca_file = var("CONSUL_CACERT").map(PathBuf::from);
+        }
+        if tls.ca_path.is_none() {
+            tls.ca_path = var("CONSUL_CAPATH").map(PathBuf::from);
         }
         if tls.cert_file.is_none() && tls.key_file.is_none() {
             tls.cert_file = var("CONSUL_CLIENT_CERT").map(PathBuf::from);

@@ -333,6 +333,7 @@ impl Consul {
         for (agent, result) in results {
             match result {
                 Ok(found) => {
+                    self.expected.listed(&agent, &found.regs);
                     if found.regs.is_empty() {
                         st.known.remove(&agent);
                     } else {
@@ -350,6 +351,7 @@ impl Consul {
                 Err(e) => {
                     // Its registrations are unknown, not gone: keep it known until a listing
                     // succeeds, even if no endpoint points at it any more.
+                    self.expected.unknown(&agent);
                     st.known.insert(agent.clone());
                     st.failed.insert(agent, e.clone());
                     listing.partial.push(e);
@@ -376,6 +378,7 @@ impl Consul {
         let found = self
             .list_place(&Place::Catalog, &want, first, held.as_ref())
             .await?;
+        self.expected.listed(self.url.as_str(), &found.regs);
         {
             let mut st = self.agents.lock().expect("agents lock");
             remember_held(&mut st, &self.node, &found);

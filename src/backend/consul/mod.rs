@@ -8,6 +8,7 @@
 mod build;
 mod config;
 mod listing;
+mod watch;
 mod wire;
 
 pub mod render;
@@ -25,7 +26,7 @@ use crate::template::Template;
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A Consul backend.
@@ -48,8 +49,13 @@ pub struct Consul {
     ttl: Duration,
     deregister_after: Option<Duration>,
     concurrency: usize,
-    api: Api,
-    agents: Mutex<Agents>,
+    timeout: Duration,
+    api: Arc<Api>,
+    agents: Arc<Mutex<Agents>>,
+    /// Start a drift-repair watch in the daemon (`watch`).
+    watch: bool,
+    /// What each place holds as far as this backend knows: its watch ignores its own writes.
+    expected: Arc<watch::Expected>,
 }
 
 /// What this process has learnt about agents (`known`, `discovered`: only used when `url` has
@@ -244,6 +250,41 @@ impl Consul {
         }
     }
 
+    /// The places (agents, or `url`) a write changes.
+    fn places_of<'r>(&'r self, op: &'r Op<'_>) -> Vec<&'r str> {
+        match op {
+            Op::Register { reg, moved_from } => {
+                let mut places = vec![self.agent_of(reg)];
+                places.extend(moved_from.iter().copied());
+                places
+            }
+            Op::Deregister(reg) | Op::Refresh(reg) => vec![self.agent_of(reg)],
+        }
+    }
+
+    /// Records what a write does (or, when it failed, that its place is unknown now), for
+    /// the watch.
+    fn expect(&self, op: &Op<'_>, ok: bool) {
+        let e = &self.expected;
+        match (op, ok) {
+            (Op::Register { reg, moved_from }, true) => {
+                if let Some(old) = *moved_from {
+                    e.written(old, real_id(reg), None);
+                }
+                e.written(self.agent_of(reg), real_id(reg), Some(reg));
+            }
+            (Op::Register { reg, moved_from }, false) => {
+                moved_from.iter().for_each(|old| e.unknown(old));
+                e.unknown(self.agent_of(reg));
+            }
+            (Op::Deregister(reg), true) => e.written(self.agent_of(reg), real_id(reg), None),
+            (Op::Deregister(reg), false) => e.unknown(self.agent_of(reg)),
+            // A refresh changes a check, which the watch does not see; a re-register it falls
+            // back to writes the same content.
+            (Op::Refresh(_), _) => {}
+        }
+    }
+
     async fn deregister_at(&self, agent: &str, reg: &Registration) -> Result<(), BackendError> {
         let url = wire::url(
             agent,
@@ -431,7 +472,20 @@ impl Backend for Consul {
                     Some(e) => Err(BackendError::NotAttempted {
                         cause: Box::new(e.clone()),
                     }),
-                    None => self.run(op).await,
+                    None => {
+                        // Expected before it is sent: the watch may see the write before
+                        // this task sees its answer, and must not take it for drift; it
+                        // judges a place once its writes in flight are answered.
+                        let places = self.places_of(op);
+                        places.iter().for_each(|p| self.expected.begin(p));
+                        self.expect(op, true);
+                        let r = self.run(op).await;
+                        if r.is_err() {
+                            self.expect(op, false);
+                        }
+                        places.iter().for_each(|p| self.expected.end(p));
+                        r
+                    }
                 };
                 (reg.id.clone(), r)
             })
@@ -469,5 +523,10 @@ impl Backend for Consul {
             st.known.extend(failed);
         }
         report
+    }
+
+    fn watch(&self, wake: crate::watch::WakeTx) -> Option<tokio::task::JoinHandle<()>> {
+        self.watch
+            .then(|| tokio::spawn(Arc::new(self.watcher(wake)).run()))
     }
 }

@@ -28,6 +28,10 @@ pub enum EtcdLayout {
 pub struct EtcdBackendConfig {
     /// Client URLs, tried in order, e.g. `["http://127.0.0.1:2379"]`.
     #[serde(default = "default_endpoints")]
+    #[schemars(
+        length(min = 1),
+        inner(url, pattern(crate::config::schema::HTTP_URL_PATTERN))
+    )]
     pub endpoints: Vec<String>,
     /// etcd user (auth enabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,11 +61,11 @@ pub struct EtcdBackendConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
     pub ttl: Option<Duration>,
     /// Timeout of each request.
     #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     pub timeout: Duration,
     /// Names of the sources this backend reads (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]

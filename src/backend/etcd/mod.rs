@@ -15,17 +15,20 @@
 
 mod config;
 mod traefik;
+mod traefik_keys;
 mod wire;
 
 pub use config::{EtcdBackendConfig, EtcdLayout};
 
+use super::traefik_route::{Defaults, Protocol, Route};
 use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
 use crate::config::Common;
 use crate::config::secret::SecretSource;
-use crate::error::{BackendError, BuildError, Skip};
+use crate::error::{BackendError, BuildError, Skip, SkipKind};
 use crate::labels::service_id;
 use crate::model::{Endpoint, Meta, Private, Registration, RegistrationMap};
 use crate::plan::Plan;
+use crate::template::Template;
 use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;
@@ -344,6 +347,32 @@ impl Etcd {
         })
     }
 
+    /// Layout `traefik`: the HTTP route `ep`'s labels ask for (default rule
+    /// ``Host(`<name>`)``). TCP routers are not written to etcd: such an endpoint is skipped.
+    fn route(&self, ep: &Endpoint, port: u16, name: &str) -> Result<Route, Skip> {
+        let skip = |reason: String| Skip {
+            endpoint: ep.describe(),
+            kind: SkipKind::Label,
+            reason,
+        };
+        // `name` is a service id (`[a-z0-9-]`): no `%` to mistake for a placeholder.
+        let rule = Template::parse(&format!("Host(`{name}`)")).map_err(|e| skip(e.to_string()))?;
+        let defaults = Defaults {
+            rule: &rule,
+            tcp_rule: &rule,
+            entry_points: &[],
+        };
+        let route = Route::from_endpoint(ep, port, &defaults).map_err(skip)?;
+        if route.protocol == Protocol::Tcp {
+            return Err(skip(
+                "label protocol=tcp: the etcd traefik layout writes HTTP routers only; use a \
+                 traefik_file backend for TCP"
+                    .into(),
+            ));
+        }
+        Ok(route)
+    }
+
     fn stored(&self, reg: &Registration) -> Stored {
         let meta = reg.meta.clone();
         let attrs = reg.private.attrs.clone();
@@ -508,19 +537,19 @@ impl Backend for Etcd {
     fn render(&self, ep: &Endpoint) -> Result<Registration, Skip> {
         let port = port_of(ep)?;
         let name = service_id(ep.prop("name"));
-        let address = ep.prop("host").to_string();
+        let address = if self.layout == EtcdLayout::Traefik {
+            // It becomes a URL Traefik connects to: an IP or a DNS name, nothing else.
+            crate::backend::address_of(ep)?.to_string()
+        } else {
+            ep.prop("host").to_string()
+        };
         let id = service_id(&format!("{name}-{address}-{port}"));
         let tags = crate::labels::label_tags(&ep.props);
         let meta = crate::labels::label_meta(&ep.props);
         let mut private = Private::default();
         if self.layout == EtcdLayout::Traefik {
             // One index key per name: the name's servers are written together.
-            let rule = ep
-                .props
-                .get("rule")
-                .cloned()
-                .unwrap_or_else(|| format!("Host(`{name}`)"));
-            private.attrs.insert(traefik::RULE.into(), rule);
+            private.attrs = self.route(ep, port, &name)?.attrs();
             private.location = Some(format!("{}/{name}", self.base));
         } else {
             private.location = Some(format!("{}/{name}/{id}", self.base));

@@ -1,19 +1,26 @@
 //! Layout `traefik`: Traefik KV provider keys, one router and one service per name; rancon's
 //! index of each name it wrote sits beside them (`rancon/index/<root>/<owner>/<name>`).
+//! The labels of `traefik_route` (scheme, entry points, middlewares, TLS) become the KV
+//! provider's keys; TCP routers are the file backend's only (those endpoints are skipped).
 //!
 //! Ownership is by name. A name in this owner's index is ours; any other name whose router or
 //! service keys exist is someone else's (hand-written, or another owner's), and every desired
 //! registration of it is reported foreign. Within a name rancon writes and deletes exact keys
-//! only: `routers/<name>/rule`, `routers/<name>/service` and
-//! `services/<name>/loadbalancer/servers/<i>/url`. Anything else under the name (a middleware,
-//! TLS options) is never touched, and a key rancon would write that is not on one of this
+//! only: `routers/<name>/rule`, `routers/<name>/service`,
+//! `services/<name>/loadbalancer/servers/<i>/url`, and from labels
+//! `routers/<name>/entrypoints/<i>`, `routers/<name>/middlewares/<i>`, `routers/<name>/tls`
+//! and `routers/<name>/tls/certresolver`. Anything else under the name (TLS options) is never
+//! touched, a key of those shapes is deleted only when it is on this owner's lease (a
+//! hand-added middleware stays), and a key rancon would write that is not on one of this
 //! owner's leases is not written over.
 
+use super::traefik_keys::Keys;
 use super::wire::{
     B64, Kv, absent, delete_op, expect, kvs, put_op, range_end, range_op, shown, too_many_ops,
     txn_kvs, unchanged,
 };
 use super::{Etcd, Stored};
+use crate::backend::traefik_route::Route;
 use crate::backend::{ApplyReport, Listing, WriteFailure};
 use crate::error::BackendError;
 use crate::model::{Registration, RegistrationMap, bracket};
@@ -24,7 +31,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Private attribute holding the router rule.
-pub const RULE: &str = "rule";
+pub const RULE: &str = crate::backend::traefik_route::RULE;
 
 /// What a listing learned, for the writes that follow it.
 #[derive(Clone, Default)]
@@ -36,36 +43,6 @@ pub struct Seen {
     leases: HashSet<String>,
     /// New names that had no router or service key at all: their writes need no read first.
     free: HashSet<String>,
-}
-
-/// The exact keys rancon writes for one name.
-struct Keys {
-    rule: String,
-    service: String,
-    /// `…/services/<name>/loadbalancer/servers/`: each server is `<i>/url` below.
-    servers: String,
-}
-
-impl Keys {
-    fn new(root: &str, name: &str) -> Self {
-        Self {
-            rule: format!("{root}/http/routers/{name}/rule"),
-            service: format!("{root}/http/routers/{name}/service"),
-            servers: format!("{root}/http/services/{name}/loadbalancer/servers/"),
-        }
-    }
-
-    fn server(&self, i: usize) -> String {
-        format!("{}{i}/url", self.servers)
-    }
-
-    /// The `i` of a `servers/<i>/url` key rancon could have written.
-    fn server_index(&self, key: &str) -> Option<usize> {
-        let (i, rest) = key.strip_prefix(&self.servers)?.split_once('/')?;
-        (rest == "url" && i.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| i.parse().ok())
-            .flatten()
-    }
 }
 
 /// The registrations an index key lists (a JSON array of stored registrations).
@@ -356,15 +333,14 @@ async fn write_name(
                 "read traefik keys",
                 vec![],
                 vec![
-                    range_op(&keys.rule, false, true, 0),
-                    range_op(&keys.service, false, true, 0),
+                    range_op(&keys.router, true, true, 0),
                     range_op(&keys.servers, true, true, 0),
                 ],
                 vec![],
                 token,
             )
             .await?;
-        for i in 0..3 {
+        for i in 0..2 {
             for kv in txn_kvs(&t, i)? {
                 now.insert(kv.key.clone(), kv);
             }
@@ -394,22 +370,35 @@ async fn write_name(
     };
     // Order so that a reader between two transactions sees a working name: a new name's
     // router comes after all its servers, a removed name's router goes before its servers.
+    // The router's own keys come before `rule`, so a new router never shows without its
+    // middlewares (an auth middleware late by one transaction would expose the service).
+    let our_extras = || {
+        now.values()
+            .filter(|kv| ours(leases, kv) && keys.is_extra(&kv.key))
+    };
     let mut ops = Vec::new();
     let last = match regs {
         Some(regs) => {
             for (i, r) in regs.iter().enumerate() {
-                let url = format!("http://{}:{}", bracket(&r.address), r.port);
+                let scheme = Route::from_attrs(&r.private.attrs).scheme();
+                let url = format!("{scheme}://{}:{}", bracket(&r.address), r.port);
                 ops.push(put(&keys.server(i), &url)?);
             }
             for (_, kv) in our_servers().filter(|(i, _)| *i >= regs.len()) {
                 ops.push(delete(kv));
             }
-            let rule = regs
+            let route = regs
                 .first()
-                .and_then(|r| r.private.attrs.get(RULE))
-                .cloned()
+                .map(|r| Route::from_attrs(&r.private.attrs))
                 .unwrap_or_default();
-            ops.push(put(&keys.rule, &rule)?);
+            let extras = keys.extras(&route);
+            for kv in our_extras().filter(|kv| !extras.iter().any(|(k, _)| *k == kv.key)) {
+                ops.push(delete(kv));
+            }
+            for (k, v) in &extras {
+                ops.push(put(k, v)?);
+            }
+            ops.push(put(&keys.rule, &route.rule)?);
             ops.push(put(&keys.service, name)?);
             let stored: Vec<Stored> = regs.iter().map(|r| etcd.stored(r)).collect();
             let index = serde_json::to_string(&stored).map_err(|e| BackendError::Encode {
@@ -423,6 +412,9 @@ async fn write_name(
                 if let Some(kv) = now.get(key).filter(|kv| ours(leases, kv)) {
                     ops.push(delete(kv));
                 }
+            }
+            for kv in our_extras() {
+                ops.push(delete(kv));
             }
             for (_, kv) in our_servers() {
                 ops.push(delete(kv));
@@ -490,30 +482,5 @@ async fn run(
             return Ok(());
         }
         start = end;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_server_url_keys_rancon_writes_are_taken_for_servers() {
-        let k = Keys::new("traefik", "web");
-        let s = "traefik/http/services/web/loadbalancer/servers/";
-        assert_eq!(k.server_index(&format!("{s}12/url")), Some(12));
-        assert_eq!(k.server(12), format!("{s}12/url"));
-        for other in [
-            format!("{s}1/weight"),
-            format!("{s}x/url"),
-            format!("{s}/url"),
-            format!("{s}-1/url"),
-            format!("{s}1/url/x"),
-            format!("{s}99999999999999999999999999/url"),
-            "traefik/http/services/webx/loadbalancer/servers/1/url".into(),
-            "traefik/http/routers/web/rule".into(),
-        ] {
-            assert_eq!(k.server_index(&other), None, "{other}");
-        }
     }
 }

@@ -7,7 +7,8 @@ mod config;
 
 pub use config::TraefikFileConfig;
 
-use super::{ApplyReport, Backend, Listing, WriteFailure, port_of};
+use super::traefik_route::{Defaults, Protocol, Route, Tls};
+use super::{ApplyReport, Backend, Listing, WriteFailure, address_of, port_of};
 use crate::error::{BackendError, BuildError, Skip, SkipKind};
 use crate::model::{Endpoint, Meta, Private, Registration, RegistrationMap, bracket};
 use crate::plan::{Plan, applied, by_name};
@@ -18,20 +19,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Writes one router and one load-balanced service per registered name.
+/// Writes one router and one load-balanced service per registered name: an HTTP router, or
+/// a TCP router when the name's endpoints ask for it (`rancon.protocol=tcp`).
 pub struct TraefikFile {
     name: String,
     path: PathBuf,
     yaml: bool,
     default_rule: Template,
+    default_tcp_rule: Template,
     entry_points: Vec<String>,
     sources: Option<Vec<String>>,
 }
+
+// The shapes of Traefik v3's dynamic configuration (pkg/config/dynamic/http_config.go,
+// tcp_config.go in traefik/traefik): field names as its `toml`/`yaml` tags spell them.
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Dynamic {
     #[serde(default)]
     http: Http,
+    #[serde(default, skip_serializing_if = "Tcp::is_empty")]
+    tcp: Tcp,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -42,12 +50,65 @@ struct Http {
     services: BTreeMap<String, Service>,
 }
 
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct Tcp {
+    #[serde(default)]
+    routers: BTreeMap<String, TcpRouter>,
+    #[serde(default)]
+    services: BTreeMap<String, TcpService>,
+}
+
+impl Tcp {
+    fn is_empty(&self) -> bool {
+        self.routers.is_empty() && self.services.is_empty()
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Router {
     rule: String,
     service: String,
     #[serde(rename = "entryPoints", default, skip_serializing_if = "Vec::is_empty")]
     entry_points: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    middlewares: Vec<String>,
+    /// `tls: {}` turns TLS on with the default certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls: Option<RouterTls>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct RouterTls {
+    #[serde(
+        rename = "certResolver",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    cert_resolver: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct TcpRouter {
+    rule: String,
+    service: String,
+    #[serde(rename = "entryPoints", default, skip_serializing_if = "Vec::is_empty")]
+    entry_points: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    middlewares: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls: Option<TcpRouterTls>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct TcpRouterTls {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    passthrough: bool,
+    #[serde(
+        rename = "certResolver",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    cert_resolver: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -66,8 +127,21 @@ struct Server {
     url: String,
 }
 
-const RULE: &str = "rule";
-const ENTRY_POINTS: &str = "entry_points";
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct TcpService {
+    #[serde(rename = "loadBalancer")]
+    load_balancer: TcpLoadBalancer,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct TcpLoadBalancer {
+    servers: Vec<TcpServer>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct TcpServer {
+    address: String,
+}
 
 impl TraefikFile {
     /// Builds the backend from its config.
@@ -78,46 +152,78 @@ impl TraefikFile {
             path: cfg.path.clone(),
             yaml: matches!(ext, "yaml" | "yml"),
             default_rule: BuildError::template("default_rule", &cfg.default_rule)?,
+            default_tcp_rule: BuildError::template("default_tcp_rule", &cfg.default_tcp_rule)?,
             entry_points: cfg.entry_points.clone(),
             sources: cfg.sources.clone(),
         })
     }
 
+    /// The file's content for `regs`. A name's router comes from its first registration.
     fn encode(&self, regs: &RegistrationMap) -> Result<String, String> {
         let mut dynamic = Dynamic::default();
         for (name, group) in by_name(regs) {
-            let first = group[0];
-            let entry_points = first
-                .private
-                .attrs
-                .get(ENTRY_POINTS)
-                .map(|s| {
-                    s.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            dynamic.http.routers.insert(
-                name.to_string(),
-                Router {
-                    rule: first.private.attrs.get(RULE).cloned().unwrap_or_default(),
-                    service: name.to_string(),
-                    entry_points,
-                },
-            );
-            let servers = group
-                .iter()
-                .map(|r| Server {
-                    url: format!("http://{}:{}", bracket(&r.address), r.port),
-                })
-                .collect();
-            dynamic.http.services.insert(
-                name.to_string(),
-                Service {
-                    load_balancer: LoadBalancer { servers },
-                },
-            );
+            let route = Route::from_attrs(&group[0].private.attrs);
+            let (name, service) = (name.to_string(), name.to_string());
+            match route.protocol {
+                Protocol::Http => {
+                    let servers = group
+                        .iter()
+                        .map(|r| Server {
+                            url: format!(
+                                "{}://{}:{}",
+                                Route::from_attrs(&r.private.attrs).scheme(),
+                                bracket(&r.address),
+                                r.port
+                            ),
+                        })
+                        .collect();
+                    let tls = route.tls.map(|t| RouterTls {
+                        cert_resolver: t.cert_resolver,
+                    });
+                    dynamic.http.routers.insert(
+                        name.clone(),
+                        Router {
+                            rule: route.rule,
+                            service,
+                            entry_points: route.entry_points,
+                            middlewares: route.middlewares,
+                            tls,
+                        },
+                    );
+                    let load_balancer = LoadBalancer { servers };
+                    dynamic
+                        .http
+                        .services
+                        .insert(name, Service { load_balancer });
+                }
+                Protocol::Tcp => {
+                    let servers = group
+                        .iter()
+                        .map(|r| TcpServer {
+                            address: format!("{}:{}", bracket(&r.address), r.port),
+                        })
+                        .collect();
+                    let tls = route.tls.map(|t| TcpRouterTls {
+                        passthrough: t.passthrough,
+                        cert_resolver: t.cert_resolver,
+                    });
+                    dynamic.tcp.routers.insert(
+                        name.clone(),
+                        TcpRouter {
+                            rule: route.rule,
+                            service,
+                            entry_points: route.entry_points,
+                            middlewares: route.middlewares,
+                            tls,
+                        },
+                    );
+                    let load_balancer = TcpLoadBalancer { servers };
+                    dynamic
+                        .tcp
+                        .services
+                        .insert(name, TcpService { load_balancer });
+                }
+            }
         }
         if self.yaml {
             serde_yaml_ng::to_string(&dynamic).map_err(|e| e.to_string())
@@ -135,33 +241,45 @@ impl TraefikFile {
         let mut out = RegistrationMap::new();
         for (name, svc) in dynamic.http.services {
             let router = dynamic.http.routers.get(&name);
-            let mut attrs = Meta::new();
-            attrs.insert(
-                RULE.into(),
-                router.map(|r| r.rule.clone()).unwrap_or_default(),
-            );
-            attrs.insert(
-                ENTRY_POINTS.into(),
-                router.map(|r| r.entry_points.join(",")).unwrap_or_default(),
-            );
+            let route = Route {
+                protocol: Protocol::Http,
+                https: false,
+                rule: router.map(|r| r.rule.clone()).unwrap_or_default(),
+                entry_points: router.map(|r| r.entry_points.clone()).unwrap_or_default(),
+                middlewares: router.map(|r| r.middlewares.clone()).unwrap_or_default(),
+                tls: router.and_then(|r| r.tls.as_ref()).map(|t| Tls {
+                    cert_resolver: t.cert_resolver.clone(),
+                    passthrough: false,
+                }),
+            };
             for server in svc.load_balancer.servers {
-                let (address, port) = split_url(&server.url)
+                let (https, address, port) = split_url(&server.url)
                     .ok_or_else(|| format!("server url {:?} of service {name:?}", server.url))?;
-                let reg = Registration {
-                    id: format!("{name}@{}:{port}", bracket(&address)),
-                    name: name.clone(),
-                    address,
-                    port,
-                    tags: BTreeSet::new(),
-                    meta: Meta::new(),
-                    private: Private {
-                        attrs: attrs.clone(),
-                        ..Default::default()
-                    }
-                    .into(),
-                    health: None,
+                let route = Route {
+                    https,
+                    ..route.clone()
                 };
-                out.insert(reg.id.clone(), reg);
+                insert(&mut out, &name, address, port, &route);
+            }
+        }
+        for (name, svc) in dynamic.tcp.services {
+            let router = dynamic.tcp.routers.get(&name);
+            let route = Route {
+                protocol: Protocol::Tcp,
+                https: false,
+                rule: router.map(|r| r.rule.clone()).unwrap_or_default(),
+                entry_points: router.map(|r| r.entry_points.clone()).unwrap_or_default(),
+                middlewares: router.map(|r| r.middlewares.clone()).unwrap_or_default(),
+                tls: router.and_then(|r| r.tls.as_ref()).map(|t| Tls {
+                    cert_resolver: t.cert_resolver.clone(),
+                    passthrough: t.passthrough,
+                }),
+            };
+            for server in svc.load_balancer.servers {
+                let (address, port) = split_address(&server.address).ok_or_else(|| {
+                    format!("server address {:?} of service {name:?}", server.address)
+                })?;
+                insert(&mut out, &name, address, port, &route);
             }
         }
         Ok(out)
@@ -189,12 +307,38 @@ impl TraefikFile {
     }
 }
 
-fn split_url(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':')?;
+/// A listed registration, keyed as `render` keys it.
+fn insert(out: &mut RegistrationMap, name: &str, address: String, port: u16, route: &Route) {
+    let reg = Registration {
+        id: format!("{name}@{}:{port}", bracket(&address)),
+        name: name.to_string(),
+        address,
+        port,
+        tags: BTreeSet::new(),
+        meta: Meta::new(),
+        private: Private {
+            attrs: route.attrs(),
+            ..Default::default()
+        }
+        .into(),
+        health: None,
+    };
+    out.insert(reg.id.clone(), reg);
+}
+
+/// (https, host, port) of a server URL rancon wrote.
+fn split_url(url: &str) -> Option<(bool, String, u16)> {
+    let (https, rest) = match url.strip_prefix("http://") {
+        Some(rest) => (false, rest),
+        None => (true, url.strip_prefix("https://")?),
+    };
+    let (host, port) = split_address(rest.trim_end_matches('/'))?;
+    Some((https, host, port))
+}
+
+/// (host, port) of `host:port` or `[v6]:port`.
+fn split_address(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Some((host.to_string(), port.parse().ok()?))
 }
@@ -224,19 +368,19 @@ impl Backend for TraefikFile {
 
     fn render(&self, ep: &Endpoint) -> Result<Registration, Skip> {
         let port = port_of(ep)?;
+        // The address goes into a URL Traefik connects to: an IP or a DNS name, nothing else.
+        let address = address_of(ep)?.to_string();
         let name = sanitize(ep.prop("name"));
-        let rule = match ep.props.get("rule") {
-            Some(rule) => rule.clone(),
-            None => self.default_rule.render(&ep.props).map_err(|e| Skip {
-                endpoint: ep.describe(),
-                kind: SkipKind::Template,
-                reason: format!("default_rule: {e}"),
-            })?,
+        let defaults = Defaults {
+            rule: &self.default_rule,
+            tcp_rule: &self.default_tcp_rule,
+            entry_points: &self.entry_points,
         };
-        let address = ep.prop("host").to_string();
-        let mut attrs = Meta::new();
-        attrs.insert(RULE.to_string(), rule);
-        attrs.insert(ENTRY_POINTS.to_string(), self.entry_points.join(","));
+        let route = Route::from_endpoint(ep, port, &defaults).map_err(|reason| Skip {
+            endpoint: ep.describe(),
+            kind: SkipKind::Label,
+            reason,
+        })?;
         Ok(Registration {
             id: format!("{name}@{}:{port}", bracket(&address)),
             name,
@@ -245,7 +389,7 @@ impl Backend for TraefikFile {
             tags: BTreeSet::new(),
             meta: Meta::new(),
             private: Private {
-                attrs,
+                attrs: route.attrs(),
                 ..Default::default()
             }
             .into(),

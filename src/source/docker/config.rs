@@ -50,7 +50,7 @@ pub struct DockerSourceConfig {
     pub cert_path: Option<PathBuf>,
     /// Timeout of each request (the event stream is not cut by it).
     #[serde(default = "crate::config::default_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     pub timeout: Duration,
     /// `published` (host address and host port of each published binding) or `internal`
     /// (container IP on `network` and the exposed port).

@@ -94,7 +94,10 @@ impl Inner {
             };
             // Ids go into inspect URLs.
             if !events::plausible_id(&id) {
-                return Err(shape(format!("a container Id {:?}", crate::output::clean(&id))));
+                return Err(shape(format!(
+                    "a container Id {:?}",
+                    crate::output::clean(&id)
+                )));
             }
             listed.push(id.clone());
             match known.get(&id) {

@@ -32,6 +32,7 @@ pub struct StaticService {
     /// Address clients connect to.
     pub host: String,
     /// Port clients connect to.
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Labels with the same meanings an orchestrator's labels have (`rancon.tag`, `rancon.name`, …).
     #[serde(default)]
