@@ -115,6 +115,9 @@ impl Dockerd {
             fi
         "#;
         let _ = std::fs::remove_file(&self.socket);
+        // Never waited on, on purpose: the watchdog outlives the test process to stop dockerd
+        // and remove its data after the tests exit (its parent, init, reaps it).
+        #[allow(clippy::zombie_processes)]
         Command::new("sh")
             .args([
                 "-c",
