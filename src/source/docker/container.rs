@@ -64,20 +64,28 @@ pub(super) struct Container {
 /// Why a summary or inspect cannot be used.
 pub(super) type Shape = String;
 
-/// A listing's summary, or `None` when it is not running (paused, restarting). `health` is
-/// `None` when the summary does not tell it (see `health_of_summary`).
+/// Whether a summary's container may be running: it says `running`, or it does not say
+/// (`State` came with API 1.23, moby `docs/api/version-history.md`; an older daemon's summary
+/// has none, and a container it does not call stopped must be inspected, not dropped).
+pub(super) fn may_run(s: &ContainerSummary) -> bool {
+    matches!(s.state, None | Some(ContainerSummaryStateEnum::RUNNING))
+}
+
+/// A listing's summary, or `None` when it is not running (paused, restarting), with whether
+/// the summary tells all an inspect would: not when it does not say the health (see
+/// `health_of_summary`) or whether it runs.
 pub(super) fn from_summary(
     s: ContainerSummary,
     details: Arc<Details>,
 ) -> Result<Option<(Container, bool)>, Shape> {
+    if !may_run(&s) {
+        return Ok(None);
+    }
     let id =
         s.id.filter(|i| !i.is_empty())
             .ok_or("a container without Id")?;
-    if s.state != Some(ContainerSummaryStateEnum::RUNNING) {
-        return Ok(None);
-    }
     let health = health_of_summary(s.health.and_then(|h| h.status), s.status.as_deref());
-    let told = health.is_some() || !details.healthcheck;
+    let told = (health.is_some() || !details.healthcheck) && s.state.is_some();
     let mut ports: Vec<Port> = s
         .ports
         .unwrap_or_default()
