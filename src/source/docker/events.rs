@@ -133,9 +133,12 @@ struct Look {
     received: Instant,
 }
 
-/// An id as the daemon makes them: it goes into a URL path, so nothing else is used.
+/// An id as the daemon makes them: it goes into a URL path, so nothing else is used. It
+/// starts with a letter or digit, as names must (moby `daemon/names/names.go`
+/// `RestrictedNameChars`): `.` or `..` would be a path step, not a container.
 pub(super) fn plausible_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
@@ -349,6 +352,12 @@ mod tests {
             look(event(c, "start", "../../x?y", &[]), now).is_none(),
             "ids go into URLs"
         );
+        for step in ["..", ".", "-x", ".hidden"] {
+            assert!(
+                look(event(c, "destroy", step, &[]), now).is_none(),
+                "{step}"
+            );
+        }
         let n = EventMessageTypeEnum::NETWORK;
         let l = look(event(n, "connect", "net1", &[("container", "abc")]), now).unwrap();
         assert_eq!(l.id, "abc");
