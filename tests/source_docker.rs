@@ -219,6 +219,58 @@ async fn a_labelled_container_is_registered_and_stop_and_remove_deregister_it() 
     d.docker(&["rm", "-f", &plain]);
 }
 
+/// A container's environment holds passwords; the Engine's client library logs every response
+/// body at debug, an inspect's environment included. Even the most verbose `-v` shows none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_most_verbose_log_shows_no_container_environment() {
+    let d = docker::shared();
+    let consul = Consul::start(1).await;
+    let web = unique("env");
+    let secret = format!("hunter2-{}", std::process::id());
+    d.run(
+        &web,
+        &[
+            "-l",
+            "rancon",
+            "-e",
+            &format!("DB_PASSWORD={secret}"),
+            "-p",
+            &format!("127.0.0.1:{}:80", free_port()),
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rancon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "owner = \"t\"\n[sources.docker]\ntype = \"docker\"\nurl = {:?}\nhost_address = \"127.0.0.1\"\n\
+             [backends.consul]\ntype = \"consul\"\nurl = {:?}\n",
+            d.url(),
+            consul.url(0)
+        ),
+    )
+    .unwrap();
+    for verbose in ["-vvv", "-vvvvv"] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--once", verbose, "--config", &cfg.display().to_string()])
+            .env_remove("RANCON_CONFIG")
+            .env_remove("RANCON_LOG")
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert_eq!(named(&consul, &web).len(), 1, "the container was read");
+        assert!(
+            log.contains("DEBUG"),
+            "{verbose} logs at debug, so the test means something"
+        );
+        assert!(!log.contains(&secret), "{verbose} shows the environment");
+    }
+    d.docker(&["rm", "-f", &web]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_started_while_the_stream_is_down_is_found_on_reconnect() {
     let d = docker::shared();
@@ -812,6 +864,68 @@ async fn a_listing_that_fails_or_ends_early_is_an_error_never_empty() {
     assert!(!e.to_string().is_empty());
 }
 
+/// A fake Engine on a Unix socket: each request is answered `200` with `answer(request line)`,
+/// and the connection closed. For what a real daemon of this version will not do.
+fn fake_engine(sock: &std::path::Path, answer: fn(&str) -> String) {
+    let listener = tokio::net::UnixListener::bind(sock).unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let body = answer(req.lines().next().unwrap_or(""));
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+}
+
+/// An Engine older than API 1.23 lists containers without `State` (moby
+/// `docs/api/version-history.md`, v1.23: "GET /containers/json returns the state"). Not saying
+/// is not "stopped": the container is inspected and registered, never left out (which would
+/// deregister it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_without_states_is_inspected_not_taken_for_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("old.sock");
+    fake_engine(&sock, |req| {
+        let id = "0123456789ab0123456789ab";
+        if req.contains("/version") {
+            r#"{"ApiVersion":"1.22","Version":"1.10.3"}"#.into()
+        } else if req.contains("/info") {
+            r#"{"Name":"old-host"}"#.into()
+        } else if req.contains("/containers/json") {
+            format!(
+                r#"[{{"Id":"{id}","Names":["/web"],"Image":"nginx","Status":"Up 2 hours","Labels":{{"rancon":""}},
+                   "Ports":[{{"PrivatePort":80,"PublicPort":8080,"IP":"127.0.0.1","Type":"tcp"}}]}}]"#
+            )
+        } else if req.contains(&format!("/containers/{id}/json")) {
+            format!(
+                r#"{{"Id":"{id}","Name":"/web","State":{{"Running":true,"Paused":false,"Restarting":false}},
+                   "Config":{{"Image":"nginx","Labels":{{"rancon":""}}}},"HostConfig":{{"NetworkMode":"default"}},
+                   "NetworkSettings":{{"Ports":{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"8080"}}]}}}}}}"#
+            )
+        } else {
+            r#"{"message":"page not found"}"#.into()
+        }
+    });
+    let old = source(&format!(
+        "url = \"unix://{}\"\nhost_address = \"127.0.0.1\"\n",
+        sock.display()
+    ));
+    let (eps, skipped) = old.fetch().await.unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(
+        eps.iter().map(|e| e.prop("port")).collect::<Vec<_>>(),
+        ["8080"],
+        "the running container is registered"
+    );
+}
+
 #[test]
 fn config_follows_the_docker_cli_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -849,6 +963,19 @@ fn config_follows_the_docker_cli_and_names_the_field() {
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("sources.docker.cert_path") && text.contains("/nonexistent-certs/ca.pem"),
+        "{text}"
+    );
+    // A prefix that selects nothing would empty the source.
+    let out = run(&[
+        ("RANCON_SOURCES__DOCKER__HOST_ADDRESS", "10.0.0.5"),
+        ("RANCON_SOURCES__DOCKER__LABEL_PREFIX", "my prefix"),
+    ]);
+    assert_eq!(out.status.code(), Some(78));
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sources.docker.label_prefix")
+            && text.contains("RANCON_SOURCES__DOCKER__LABEL_PREFIX"),
         "{text}"
     );
     let out = run(&[
