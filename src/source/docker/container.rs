@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// What never changes in a container's life and only an inspect tells: read once per id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Details {
-    /// `Config.Env`, `KEY=value` each (registrator's conventions read it).
+    /// The `SERVICE_*` entries of `Config.Env`, `KEY=value` each (registrator's conventions
+    /// read them). The rest is never kept: it is where containers hold their passwords, and
+    /// it would cost memory for every container seen.
     pub env: Vec<String>,
     /// `Config.ExposedPorts` as (port, protocol): what a `--network host` container offers.
     pub exposed: Vec<(u16, String)>,
@@ -146,7 +148,12 @@ pub(super) fn from_inspect(i: ContainerInspectResponse) -> Result<Option<Contain
         .collect();
     exposed.sort();
     let details = Details {
-        env: config.env.unwrap_or_default(),
+        env: config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|kv| kv.starts_with("SERVICE_"))
+            .collect(),
         exposed,
         healthcheck,
     };
@@ -315,6 +322,18 @@ mod tests {
             ),
             Some("unhealthy")
         );
+    }
+
+    #[test]
+    fn only_registrators_variables_are_kept_from_the_environment() {
+        let i: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": "abc",
+            "State": {"Running": true},
+            "Config": {"Env": ["DB_PASSWORD=hunter2", "SERVICE_NAME=db", "PATH=/bin"]},
+        }))
+        .unwrap();
+        let c = from_inspect(i).unwrap().unwrap();
+        assert_eq!(c.details.env, ["SERVICE_NAME=db"]);
     }
 
     #[test]
