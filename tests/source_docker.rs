@@ -871,17 +871,66 @@ fn fake_engine(sock: &std::path::Path, answer: fn(&str) -> String) {
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = vec![0u8; 8192];
-            let n = s.read(&mut buf).await.unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let body = answer(req.lines().next().unwrap_or(""));
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = s.write_all(resp.as_bytes()).await;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let body = answer(req.lines().next().unwrap_or(""));
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
         }
     });
+}
+
+/// Inspects the flooding fake Engine answered.
+static FLOOD_INSPECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An event stream that floods (20,000 events at once, more than the watch queues) and ends:
+/// events are being lost, so the watch drops its view and reconnects at once, without first
+/// inspecting the thousands still queued (during which a view missing the lost events would
+/// stand in for a listing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooding_stream_is_given_up_at_once_not_after_inspecting_its_backlog() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("flood.sock");
+    fake_engine(&sock, |req| {
+        if req.contains("/version") {
+            r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#.into()
+        } else if req.contains("/info") {
+            r#"{"Name":"flood","SystemTime":"2026-01-01T00:00:00.000000000Z"}"#.into()
+        } else if req.contains("/events") {
+            (0..20_000)
+                .map(|i| {
+                    format!(
+                        r#"{{"Type":"container","Action":"start","Actor":{{"ID":"c{i}","Attributes":{{}}}},"time":1}}"#
+                    ) + "\n"
+                })
+                .collect()
+        } else {
+            FLOOD_INSPECTS.fetch_add(1, Ordering::SeqCst);
+            r#"{"Id":"c0","State":{"Running":false}}"#.into()
+        }
+    });
+    let src = source(&format!(
+        "url = \"unix://{}\"\nhost_address = \"127.0.0.1\"\n",
+        sock.display()
+    ));
+    let (tx, mut rx) = rancon::watch::channel();
+    let task = src.watch(tx).unwrap();
+    let resync = |w: &Wake| matches!(w, Wake::Resync { .. });
+    wake(&mut rx, "the first connect", resync).await;
+    wake(&mut rx, "the reconnect after the flood", resync).await;
+    let inspected = FLOOD_INSPECTS.load(Ordering::SeqCst);
+    task.abort();
+    assert!(
+        inspected < 2_000,
+        "{inspected} inspects of a backlog the reconnect's listing replaces"
+    );
 }
 
 /// An Engine older than API 1.23 lists containers without `State` (moby

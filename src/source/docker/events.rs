@@ -220,6 +220,16 @@ impl Drop for Task {
     }
 }
 
+/// Why the reader stopped: the error it queued, or an overflow (it could not queue one).
+fn closed(rx: &mut tokio::sync::mpsc::Receiver<Result<Look, String>>) -> String {
+    while let Ok(msg) = rx.try_recv() {
+        if let Err(why) = msg {
+            return why;
+        }
+    }
+    format!("more than {QUEUE} events waiting")
+}
+
 /// Applies events until the stream ends or stalls.
 async fn follow(inner: &Inner, stream: Events, wake: &WakeTx) -> End {
     let (mut rx, _reader) = reader(stream);
@@ -253,6 +263,11 @@ async fn follow(inner: &Inner, stream: Events, wake: &WakeTx) -> End {
             }
         }
         for l in batch {
+            // The reader stopped (the stream ended, failed or overflowed): events are being
+            // lost, so the view must go now, not after inspecting what is still queued.
+            if rx.is_closed() {
+                return End::Lost(failed.take().unwrap_or_else(|| closed(&mut rx)));
+            }
             // A health event repeating what the view holds changes nothing (Podman sends one
             // after every check).
             if l.health.is_some() && inner.shared.health(&l.id) == l.health {
