@@ -98,11 +98,11 @@ fn env_problem(var: &str, message: String) -> ConfigError {
 /// Dependency targets that log what they carry, with the most verbose level each may log at
 /// whatever the filter says: bollard writes every response body at debug (an inspect holds
 /// the container's environment, where passwords live), tungstenite the WebSocket upgrade
-/// request at trace (Rancher's `Authorization` header). A cap only lowers: a filter quieter
-/// than it stays quieter.
+/// request (Rancher's `Authorization` header) and every frame (a container's `environment`)
+/// at trace. A cap only lowers: a filter quieter than it stays quieter.
 const CAPS: [(&str, tracing::Level); 2] = [
     ("bollard", tracing::Level::INFO),
-    ("tungstenite::handshake", tracing::Level::DEBUG),
+    ("tungstenite", tracing::Level::DEBUG),
 ];
 
 /// Whether an event or span passes `CAPS`.
