@@ -95,8 +95,31 @@ fn env_problem(var: &str, message: String) -> ConfigError {
     }
 }
 
+/// Dependency targets that log what they carry, with the most verbose level each may log at
+/// whatever the filter says: bollard writes every response body at debug (an inspect holds
+/// the container's environment, where passwords live), tungstenite the WebSocket upgrade
+/// request (Rancher's `Authorization` header) and every frame (a container's `environment`)
+/// at trace. A cap only lowers: a filter quieter than it stays quieter.
+const CAPS: [(&str, tracing::Level); 2] = [
+    ("bollard", tracing::Level::INFO),
+    ("tungstenite", tracing::Level::DEBUG),
+];
+
+/// Whether an event or span passes `CAPS`.
+pub fn within_caps(meta: &tracing::Metadata<'_>) -> bool {
+    let target = meta.target();
+    CAPS.iter().all(|(prefix, most)| {
+        let under = target
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"));
+        !under || meta.level() <= most
+    })
+}
+
 /// Installs the subscriber on stderr.
 pub fn init(s: &Settings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = JSON.set(s.json);
     let filter = log_config::parse_filter(&s.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rancon=info"));
@@ -111,6 +134,8 @@ pub fn init(s: &Settings) {
             .with_ansi(false)
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines)
+            .finish()
+            .with(tracing_subscriber::filter::filter_fn(within_caps))
             .init();
     } else {
         use tracing_subscriber::field::MakeExt;
@@ -130,6 +155,8 @@ pub fn init(s: &Settings) {
                 })
                 .delimited(" "),
             )
+            .finish()
+            .with(tracing_subscriber::filter::filter_fn(within_caps))
             .init();
     }
 }

@@ -88,10 +88,14 @@ impl EventBook {
                         m.reconnect(&component);
                     }
                     cached = false;
+                    // Sources and backends name themselves apart, so `[sources.main]` and
+                    // `[backends.main]` may both exist: a source's reconnect lists every
+                    // backend it feeds, whatever a backend is called.
+                    if pipeline.sources.iter().any(|s| s.name() == component) {
+                        backends.extend(feeding(&component));
+                    }
                     if pipeline.backends.iter().any(|b| b.name() == component) {
                         backends.insert(component);
-                    } else {
-                        backends.extend(feeding(&component));
                     }
                 }
             }
@@ -207,6 +211,22 @@ mod tests {
             m.encode()
                 .contains(r#"rancon_watch_reconnects_total{component="s"} 1"#)
         );
+    }
+
+    #[test]
+    fn a_source_named_like_a_backend_lists_every_backend_it_feeds_on_reconnect() {
+        let m = Metrics::new();
+        let mut p = pipeline();
+        // Source `a` (read by `c` only) shares its name with backend `a` (which reads `r`).
+        p.sources.push(Box::new(Src("a")));
+        let resync = Wake::Resync {
+            component: "a".into(),
+        };
+        let s = EventBook::default()
+            .scope(&p, vec![resync], &m.events)
+            .unwrap();
+        assert!(!s.cached);
+        assert!(names(&s).contains(&"c"), "{:?}", names(&s));
     }
 
     #[test]

@@ -153,3 +153,55 @@ async fn a_busy_catalog_with_foreign_churn_causes_no_write_and_no_round() {
         "no round: nothing of ours changed"
     );
 }
+
+/// SIGHUP replaces the running configuration's watches with the new one's: reloaded with
+/// `watch = false`, the old watch neither queries nor wakes the daemon, so a hand deletion
+/// waits for the (ten-minute) interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_stops_the_replaced_configurations_watch() {
+    let c = Consul::start(1).await;
+    let s = Setup::new();
+    s.services(&[("web", "127.0.0.2", 8080, &[])]);
+    let port = free_port();
+    let extra = format!("interval = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\"");
+    let cfg = s.config(&extra, &format!("url = {:?}", c.url(0)));
+    let log = cfg.with_file_name("rancon.log");
+    let child = Child(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--config", &cfg.display().to_string()])
+            .env_remove("RANCON_CONFIG")
+            .env("RANCON_LOG", "rancon=info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    until("registered", || c.agent_services(0).len() == 1).await;
+    let node = format!("/v1/catalog/node-services/node-{}?", c.ips[0]);
+    until("the watch blocks", || {
+        c.reads_matching(&node).iter().any(|q| q.contains("index="))
+    })
+    .await;
+    s.config(&extra, &format!("url = {:?}\nwatch = false", c.url(0)));
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    until("reloaded", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("configuration reloaded"))
+    })
+    .await;
+    let (reads, before) = (c.reads_matching(&node).len(), rounds(port).await);
+    let id = "web-127-0-0-2-8080";
+    put(&c, &format!("/v1/agent/service/deregister/{id}"), None).await;
+    // A watch still running answers its blocking query now, queries again and wakes a round
+    // within its token bucket's second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        c.reads_matching(&node).len(),
+        reads,
+        "the old watch queries"
+    );
+    assert_eq!(rounds(port).await, before, "the old watch woke a round");
+    assert!(!c.agent_services(0).contains_key(id));
+}

@@ -151,3 +151,74 @@ async fn an_event_that_lies_about_a_removal_deregisters_nothing() {
     assert_eq!(c.agent_services(0).len(), 3);
     assert_eq!(r.events().backpressure_closes.load(Ordering::SeqCst), 0);
 }
+
+/// The subscription's upgrade request carries Rancher's keys in `Authorization`, and its frames
+/// a container's environment; the WebSocket library logs both at trace. No filter, however
+/// verbose, shows them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_most_verbose_log_shows_no_rancher_secret() {
+    use base64::Engine;
+    let secret = "s3cr3t-rancher-key";
+    let r = Rancher::start(vec![project()], Some(("access1", secret))).await;
+    let c = Consul::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rancon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval = \"10m\"\n[sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
+             access_key = \"access1\"\nsecret_key = {secret:?}\n\
+             [backends.consul]\ntype = \"consul\"\nurl = {:?}\n",
+            r.url("/v2-beta"),
+            c.url(0)
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("rancon.log");
+    let child = Child(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--config", &cfg.display().to_string()])
+            .env_remove("RANCON_CONFIG")
+            .env("RANCON_LOG", "trace")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    until("the first round and the subscription", || {
+        c.agent_services(0).len() == 3 && r.events().open() == 1
+    })
+    .await;
+    // Once the listing after the subscription is done, a change whose frame carries the
+    // service's environment (and a label, so its arrival shows).
+    let settled = || {
+        let n = r.requests();
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            n
+        }
+    };
+    while settled().await != r.requests() {}
+    let listed = r.requests();
+    r.edit_service("1a5", "1s0", |s| {
+        s["launchConfig"]["labels"]["rancon.tags"] = json!("web,edited");
+        s["launchConfig"]["environment"] = json!({"DB_PASSWORD": "env-hunter2"});
+    });
+    until("the frame applied", || {
+        tags(&c, "svc0").is_some_and(|t| t.contains(&"edited".to_string()))
+    })
+    .await;
+    assert_eq!(r.requests(), listed, "the change came as a frame");
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("TRACE"), "the log is at trace");
+    assert!(
+        !text.contains("env-hunter2"),
+        "a frame's environment is in the log"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("access1:{secret}"));
+    assert!(!text.contains(secret), "the secret is in the log");
+    assert!(
+        !text.contains(&basic),
+        "the Authorization header is in the log"
+    );
+}

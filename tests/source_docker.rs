@@ -219,6 +219,58 @@ async fn a_labelled_container_is_registered_and_stop_and_remove_deregister_it() 
     d.docker(&["rm", "-f", &plain]);
 }
 
+/// A container's environment holds passwords; the Engine's client library logs every response
+/// body at debug, an inspect's environment included. Even the most verbose `-v` shows none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_most_verbose_log_shows_no_container_environment() {
+    let d = docker::shared();
+    let consul = Consul::start(1).await;
+    let web = unique("env");
+    let secret = format!("hunter2-{}", std::process::id());
+    d.run(
+        &web,
+        &[
+            "-l",
+            "rancon",
+            "-e",
+            &format!("DB_PASSWORD={secret}"),
+            "-p",
+            &format!("127.0.0.1:{}:80", free_port()),
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rancon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "owner = \"t\"\n[sources.docker]\ntype = \"docker\"\nurl = {:?}\nhost_address = \"127.0.0.1\"\n\
+             [backends.consul]\ntype = \"consul\"\nurl = {:?}\n",
+            d.url(),
+            consul.url(0)
+        ),
+    )
+    .unwrap();
+    for verbose in ["-vvv", "-vvvvv"] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--once", verbose, "--config", &cfg.display().to_string()])
+            .env_remove("RANCON_CONFIG")
+            .env_remove("RANCON_LOG")
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert_eq!(named(&consul, &web).len(), 1, "the container was read");
+        assert!(
+            log.contains("DEBUG"),
+            "{verbose} logs at debug, so the test means something"
+        );
+        assert!(!log.contains(&secret), "{verbose} shows the environment");
+    }
+    d.docker(&["rm", "-f", &web]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_started_while_the_stream_is_down_is_found_on_reconnect() {
     let d = docker::shared();
@@ -849,6 +901,19 @@ fn config_follows_the_docker_cli_and_names_the_field() {
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("sources.docker.cert_path") && text.contains("/nonexistent-certs/ca.pem"),
+        "{text}"
+    );
+    // A prefix that selects nothing would empty the source.
+    let out = run(&[
+        ("RANCON_SOURCES__DOCKER__HOST_ADDRESS", "10.0.0.5"),
+        ("RANCON_SOURCES__DOCKER__LABEL_PREFIX", "my prefix"),
+    ]);
+    assert_eq!(out.status.code(), Some(78));
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sources.docker.label_prefix")
+            && text.contains("RANCON_SOURCES__DOCKER__LABEL_PREFIX"),
         "{text}"
     );
     let out = run(&[

@@ -89,6 +89,21 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// A label prefix (the global one, or a source's override): a prefix that selects
+    /// nothing would empty the source and deregister all it fed.
+    pub fn label_prefix(&mut self, key: String, prefix: &str) {
+        if prefix.is_empty()
+            || prefix.contains(char::is_whitespace)
+            || prefix.starts_with('.')
+            || prefix.ends_with('.')
+        {
+            self.add(
+                key,
+                "must be non-empty, without spaces, and not start or end with `.` (labels are `<prefix>.X`)",
+            );
+        }
+    }
+
     /// A file that must exist.
     pub fn file(&mut self, key: String, path: &Path) {
         if !path.is_file() {
@@ -129,16 +144,7 @@ pub fn validate<S: Component, B: Component>(loaded: &Loaded<S, B>) -> Result<(),
 pub fn check<'a, S: Component, B: Component>(loaded: &'a Loaded<S, B>) -> Collector<'a> {
     let cfg = &loaded.config;
     let mut c = Collector::new(&loaded.figment).skipping(&loaded.unloaded);
-    if cfg.label_prefix.is_empty()
-        || cfg.label_prefix.contains(char::is_whitespace)
-        || cfg.label_prefix.starts_with('.')
-        || cfg.label_prefix.ends_with('.')
-    {
-        c.add(
-            "label_prefix",
-            "must be non-empty, without spaces, and not start or end with `.` (labels are `<prefix>.X`)",
-        );
-    }
+    c.label_prefix("label_prefix".into(), &cfg.label_prefix);
     if !OWNER.is_match(&cfg.owner) {
         c.add(
             "owner",

@@ -241,6 +241,9 @@ impl Component for DockerSourceConfig {
         if let Some(t) = &self.name {
             c.template(format!("{key}.name"), t);
         }
+        if let Some(p) = &self.label_prefix {
+            c.label_prefix(format!("{key}.label_prefix"), p);
+        }
     }
 
     /// The variables the docker CLI reads.

@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// What never changes in a container's life and only an inspect tells: read once per id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Details {
-    /// `Config.Env`, `KEY=value` each (registrator's conventions read it).
+    /// The `SERVICE_*` entries of `Config.Env`, `KEY=value` each (registrator's conventions
+    /// read them). The rest is never kept: it is where containers hold their passwords, and
+    /// it would cost memory for every container seen.
     pub env: Vec<String>,
     /// `Config.ExposedPorts` as (port, protocol): what a `--network host` container offers.
     pub exposed: Vec<(u16, String)>,
@@ -64,20 +66,28 @@ pub(super) struct Container {
 /// Why a summary or inspect cannot be used.
 pub(super) type Shape = String;
 
-/// A listing's summary, or `None` when it is not running (paused, restarting). `health` is
-/// `None` when the summary does not tell it (see `health_of_summary`).
+/// Whether a summary's container may be running: it says `running`, or it does not say
+/// (`State` came with API 1.23, moby `docs/api/version-history.md`; an older daemon's summary
+/// has none, and a container it does not call stopped must be inspected, not dropped).
+pub(super) fn may_run(s: &ContainerSummary) -> bool {
+    matches!(s.state, None | Some(ContainerSummaryStateEnum::RUNNING))
+}
+
+/// A listing's summary, or `None` when it is not running (paused, restarting), with whether
+/// the summary tells all an inspect would: not when it does not say the health (see
+/// `health_of_summary`) or whether it runs.
 pub(super) fn from_summary(
     s: ContainerSummary,
     details: Arc<Details>,
 ) -> Result<Option<(Container, bool)>, Shape> {
+    if !may_run(&s) {
+        return Ok(None);
+    }
     let id =
         s.id.filter(|i| !i.is_empty())
             .ok_or("a container without Id")?;
-    if s.state != Some(ContainerSummaryStateEnum::RUNNING) {
-        return Ok(None);
-    }
     let health = health_of_summary(s.health.and_then(|h| h.status), s.status.as_deref());
-    let told = health.is_some() || !details.healthcheck;
+    let told = (health.is_some() || !details.healthcheck) && s.state.is_some();
     let mut ports: Vec<Port> = s
         .ports
         .unwrap_or_default()
@@ -138,7 +148,12 @@ pub(super) fn from_inspect(i: ContainerInspectResponse) -> Result<Option<Contain
         .collect();
     exposed.sort();
     let details = Details {
-        env: config.env.unwrap_or_default(),
+        env: config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|kv| kv.starts_with("SERVICE_"))
+            .collect(),
         exposed,
         healthcheck,
     };
@@ -307,6 +322,18 @@ mod tests {
             ),
             Some("unhealthy")
         );
+    }
+
+    #[test]
+    fn only_registrators_variables_are_kept_from_the_environment() {
+        let i: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": "abc",
+            "State": {"Running": true},
+            "Config": {"Env": ["DB_PASSWORD=hunter2", "SERVICE_NAME=db", "PATH=/bin"]},
+        }))
+        .unwrap();
+        let c = from_inspect(i).unwrap().unwrap();
+        assert_eq!(c.details.env, ["SERVICE_NAME=db"]);
     }
 
     #[test]

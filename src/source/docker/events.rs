@@ -133,9 +133,12 @@ struct Look {
     received: Instant,
 }
 
-/// An id as the daemon makes them: it goes into a URL path, so nothing else is used.
+/// An id as the daemon makes them: it goes into a URL path, so nothing else is used. It
+/// starts with a letter or digit, as names must (moby `daemon/names/names.go`
+/// `RestrictedNameChars`): `.` or `..` would be a path step, not a container.
 pub(super) fn plausible_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
@@ -217,6 +220,16 @@ impl Drop for Task {
     }
 }
 
+/// Why the reader stopped: the error it queued, or an overflow (it could not queue one).
+fn closed(rx: &mut tokio::sync::mpsc::Receiver<Result<Look, String>>) -> String {
+    while let Ok(msg) = rx.try_recv() {
+        if let Err(why) = msg {
+            return why;
+        }
+    }
+    format!("more than {QUEUE} events waiting")
+}
+
 /// Applies events until the stream ends or stalls.
 async fn follow(inner: &Inner, stream: Events, wake: &WakeTx) -> End {
     let (mut rx, _reader) = reader(stream);
@@ -250,6 +263,11 @@ async fn follow(inner: &Inner, stream: Events, wake: &WakeTx) -> End {
             }
         }
         for l in batch {
+            // The reader stopped (the stream ended, failed or overflowed): events are being
+            // lost, so the view must go now, not after inspecting what is still queued.
+            if rx.is_closed() {
+                return End::Lost(failed.take().unwrap_or_else(|| closed(&mut rx)));
+            }
             // A health event repeating what the view holds changes nothing (Podman sends one
             // after every check).
             if l.health.is_some() && inner.shared.health(&l.id) == l.health {
@@ -349,6 +367,12 @@ mod tests {
             look(event(c, "start", "../../x?y", &[]), now).is_none(),
             "ids go into URLs"
         );
+        for step in ["..", ".", "-x", ".hidden"] {
+            assert!(
+                look(event(c, "destroy", step, &[]), now).is_none(),
+                "{step}"
+            );
+        }
         let n = EventMessageTypeEnum::NETWORK;
         let l = look(event(n, "connect", "net1", &[("container", "abc")]), now).unwrap();
         assert_eq!(l.id, "abc");

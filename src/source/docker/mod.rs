@@ -107,9 +107,7 @@ impl Inner {
                     None => {}
                 },
                 None => {
-                    let running =
-                        s.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-                    if running {
+                    if container::may_run(&s) {
                         ask.push(id);
                     }
                 }

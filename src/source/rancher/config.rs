@@ -101,6 +101,9 @@ impl Component for RancherSourceConfig {
         if self.watch_timeout.is_zero() {
             c.add(format!("{key}.watch_timeout"), "must be more than 0s");
         }
+        if let Some(p) = &self.label_prefix {
+            c.label_prefix(format!("{key}.label_prefix"), p);
+        }
         let has_secret = self.secret_key.is_some() || self.secret_key_file.is_some();
         if self.access_key.is_some() != has_secret {
             c.add(
