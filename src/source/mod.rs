@@ -4,6 +4,7 @@ pub mod docker;
 mod naming;
 pub mod rancher;
 pub mod static_file;
+pub mod watched;
 
 pub use naming::Naming;
 

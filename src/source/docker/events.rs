@@ -10,7 +10,7 @@
 
 use super::Inner;
 use super::container;
-use super::state::{After, Change};
+use super::state::{self, After, Change};
 use crate::watch::{Wake, WakeTx};
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use futures::StreamExt;
@@ -50,7 +50,7 @@ struct Up<'a>(&'a Inner);
 
 impl Drop for Up<'_> {
     fn drop(&mut self) {
-        self.0.shared.set_connected(false);
+        self.0.shared.disconnected(state::STREAM);
     }
 }
 
@@ -65,7 +65,7 @@ pub(super) async fn run(inner: Arc<Inner>, wake: WakeTx) {
             Ok(stream) => {
                 let up = Instant::now();
                 let guard = Up(&inner);
-                inner.shared.set_connected(true);
+                inner.shared.connected(state::STREAM);
                 tracing::info!(
                     source,
                     url,
@@ -270,7 +270,7 @@ async fn follow(inner: &Inner, stream: Events, wake: &WakeTx) -> End {
             }
             // A health event repeating what the view holds changes nothing (Podman sends one
             // after every check).
-            if l.health.is_some() && inner.shared.health(&l.id) == l.health {
+            if l.health.is_some() && inner.shared.read(|v| v.health(&l.id)).flatten() == l.health {
                 continue;
             }
             let change = match inner.client.inspect(&l.id).await {
@@ -292,7 +292,7 @@ async fn follow(inner: &Inner, stream: Events, wake: &WakeTx) -> End {
             } else {
                 inner.forget(&l.id);
             }
-            match inner.shared.apply(&inner.rules, change) {
+            match inner.shared.apply(&inner.rules, state::STREAM, change) {
                 After::Quiet => {}
                 After::Wake => {
                     tracing::debug!(source, container = %l.id, event = %l.kind, "container changed");

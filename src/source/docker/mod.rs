@@ -177,7 +177,7 @@ impl Source for DockerSource {
         };
         let summaries = inner.client.list().await?;
         let view = state::View::new(host_id, inner.containers(summaries).await?);
-        let out = view.endpoints(&inner.rules);
+        let out = crate::source::watched::View::endpoints(&view, &inner.rules);
         if inner.shared.watching() {
             fetch.complete(&inner.rules, view);
         }

@@ -1,18 +1,19 @@
-//! The view a watch keeps: the last complete listing with the events received since applied,
-//! and whether it can stand in for a listing.
+//! Docker's watched view: the running containers of the last listing, kept by one event
+//! stream (the rules of when it stands in for a listing are `source::watched`'s).
 
 use super::container::Container;
 use super::endpoints::Rules;
 use crate::error::Skip;
 use crate::model::Endpoint;
+pub(super) use crate::source::watched::After;
+use crate::source::watched::{Applied, MAX_ADDED, Watched};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// How many containers events may add between two listings, and how many changes a listing
-/// in flight may collect: a daemon (or anyone between) sending endless new ids must not take
-/// all the memory. Past it the view is dropped and the next round lists.
-pub(super) const MAX_ADDED: usize = 10_000;
+/// The one event stream of a daemon.
+pub(super) const STREAM: &str = "events";
+
+/// Shared by the source (listings, `current`) and its watch.
+pub(super) type Shared = Watched<View>;
 
 /// The running containers of one daemon.
 #[derive(Clone)]
@@ -42,14 +43,6 @@ impl Change {
     }
 }
 
-/// What applying one change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Applied {
-    Changed,
-    Unchanged,
-    Overflow,
-}
-
 impl View {
     pub fn new(host_id: String, containers: BTreeMap<String, Container>) -> Self {
         Self {
@@ -57,15 +50,6 @@ impl View {
             containers,
             added: 0,
         }
-    }
-
-    /// Every endpoint, and what could not be used.
-    pub fn endpoints(&self, rules: &Rules) -> (Vec<Endpoint>, Vec<Skip>) {
-        let (mut eps, mut skipped) = (Vec::new(), Vec::new());
-        for c in self.containers.values() {
-            rules.endpoints(c, &self.host_id, &mut eps, &mut skipped);
-        }
-        (eps, skipped)
     }
 
     fn derive(&self, rules: &Rules, id: &str) -> (Vec<Endpoint>, Vec<Skip>) {
@@ -76,8 +60,18 @@ impl View {
         (eps, skipped)
     }
 
+    /// The health the view holds for a container (`None`: not in the view).
+    pub fn health(&self, id: &str) -> Option<String> {
+        self.containers.get(id).map(|c| c.health.clone())
+    }
+}
+
+impl crate::source::watched::View for View {
+    type Change = Change;
+    type Rules = Rules;
+
     /// Applies one change: the container as it is now replaces what the view held.
-    pub fn apply(&mut self, rules: &Rules, change: &Change) -> Applied {
+    fn apply(&mut self, rules: &Rules, _stream: &str, change: &Change) -> Applied {
         let id = change.id();
         let before = self.derive(rules, id);
         match change {
@@ -98,151 +92,18 @@ impl View {
             Applied::Changed
         }
     }
-}
 
-/// Shared by the source (listings, `current`) and its watch.
-#[derive(Default)]
-pub(super) struct Shared {
-    state: Mutex<State>,
-    /// Set once `watch` started: listings keep a view only then.
-    pub watching: AtomicBool,
-}
+    fn streams(&self) -> Vec<&str> {
+        vec![STREAM]
+    }
 
-#[derive(Default)]
-struct State {
-    view: Option<View>,
-    /// The view is a complete listing made while the event stream was up, with every change
-    /// received since applied.
-    valid: bool,
-    /// Bumped by every connect and disconnect: a listing that saw one is not trusted.
-    epoch: u64,
-    connected: bool,
-    /// Listings in flight.
-    fetching: usize,
-    /// Changes received while a listing was in flight, re-applied to its result (it may
-    /// have read a container before the change).
-    journal: Vec<Change>,
-    journal_full: bool,
-}
-
-/// What the watch should do after a change.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum After {
-    /// Tell the daemon: what the source yields changed.
-    Wake,
-    /// Nothing the source yields changed.
-    Quiet,
-    /// The view cannot be kept: the next round must list.
-    Resync,
-}
-
-/// A listing in flight; dropped unfinished (a failed or cancelled listing), the view stays.
-pub(super) struct Fetch<'a> {
-    shared: &'a Shared,
-    epoch: u64,
-    done: bool,
-}
-
-impl Fetch<'_> {
-    /// The listing completed: it becomes the view, with the changes received meanwhile
-    /// re-applied. It is trusted only when the stream stayed up throughout.
-    pub fn complete(mut self, rules: &Rules, mut view: View) {
-        self.done = true;
-        let mut st = self.shared.lock();
-        for change in &st.journal {
-            view.apply(rules, change);
+    /// Every endpoint, and what could not be used.
+    fn endpoints(&self, rules: &Rules) -> (Vec<Endpoint>, Vec<Skip>) {
+        let (mut eps, mut skipped) = (Vec::new(), Vec::new());
+        for c in self.containers.values() {
+            rules.endpoints(c, &self.host_id, &mut eps, &mut skipped);
         }
-        st.valid = st.epoch == self.epoch && st.connected && !st.journal_full;
-        st.view = Some(view);
-        st.end_fetch();
-    }
-}
-
-impl Drop for Fetch<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.shared.lock().end_fetch();
-        }
-    }
-}
-
-impl State {
-    fn end_fetch(&mut self) {
-        self.fetching -= 1;
-        if self.fetching == 0 {
-            self.journal = Vec::new();
-            self.journal_full = false;
-        }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn watching(&self) -> bool {
-        self.watching.load(Ordering::Relaxed)
-    }
-
-    /// A listing starts (before its first request).
-    pub fn begin_fetch(&self) -> Fetch<'_> {
-        let mut st = self.lock();
-        st.fetching += 1;
-        Fetch {
-            shared: self,
-            epoch: st.epoch,
-            done: false,
-        }
-    }
-
-    /// The view's endpoints, while it can stand in for a listing.
-    pub fn current(&self, rules: &Rules) -> Option<(Vec<Endpoint>, Vec<Skip>)> {
-        let st = self.lock();
-        let view = st.view.as_ref().filter(|_| st.valid)?;
-        Some(view.endpoints(rules))
-    }
-
-    /// The health the view holds for a container (`None`: not in the view, or no view).
-    pub fn health(&self, id: &str) -> Option<String> {
-        let st = self.lock();
-        let c = st.view.as_ref()?.containers.get(id)?;
-        Some(c.health.clone())
-    }
-
-    /// The stream is up (or down): what happened meanwhile is unknown until a listing.
-    pub fn set_connected(&self, up: bool) {
-        let mut st = self.lock();
-        st.epoch += 1;
-        st.valid = false;
-        st.connected = up;
-    }
-
-    /// Applies a change the watch learnt.
-    pub fn apply(&self, rules: &Rules, change: Change) -> After {
-        let mut st = self.lock();
-        let mut resync = false;
-        let mut journaled = false;
-        if st.fetching > 0 {
-            if st.journal.len() < MAX_ADDED {
-                st.journal.push(change.clone());
-                journaled = true;
-            } else if !st.journal_full {
-                st.journal_full = true;
-                resync = true;
-            }
-        }
-        let after = match st.view.as_mut().map(|v| v.apply(rules, &change)) {
-            Some(Applied::Changed) => After::Wake,
-            Some(Applied::Overflow) => {
-                st.valid = false;
-                After::Resync
-            }
-            // The listing in flight will hold it; whether it changes anything is unknown.
-            None if journaled => After::Wake,
-            Some(Applied::Unchanged) | None => After::Quiet,
-        };
-        if resync { After::Resync } else { after }
+        (eps, skipped)
     }
 }
 
@@ -291,11 +152,11 @@ mod tests {
     #[test]
     fn only_changes_wake_so_repeated_health_events_are_quiet() {
         let (rules, shared) = (rules(), Shared::default());
-        shared.set_connected(true);
+        shared.connected(STREAM);
         shared
             .begin_fetch()
             .complete(&rules, View::new("h".into(), BTreeMap::new()));
-        let apply = |c: Change| shared.apply(&rules, c);
+        let apply = |c: Change| shared.apply(&rules, STREAM, c);
         assert_eq!(
             apply(Change::Running(Box::new(web("healthy")))),
             After::Wake
@@ -316,7 +177,7 @@ mod tests {
         assert_eq!(apply(Change::Stopped("c1".into())), After::Quiet);
         assert!(shared.current(&rules).unwrap().0.is_empty());
         // A disconnect drops the view until the next listing.
-        shared.set_connected(false);
+        shared.disconnected(STREAM);
         assert!(shared.current(&rules).is_none());
     }
 }

@@ -73,7 +73,7 @@ struct Up<'a>(&'a Inner, &'a str);
 
 impl Drop for Up<'_> {
     fn drop(&mut self) {
-        self.0.shared.disconnected(self.1);
+        self.0.shared.watched.disconnected(self.1);
     }
 }
 
@@ -150,7 +150,7 @@ async fn subscription(inner: Arc<Inner>, project: String, wake: WakeTx) {
         match outcome {
             Ok(ws) => {
                 let up = Instant::now();
-                inner.shared.connected(&project);
+                inner.shared.watched.connected(&project);
                 let guard = Up(&inner, &project);
                 tracing::info!(source, url, "subscribed to events; listing in full");
                 failing = false;
@@ -299,7 +299,7 @@ async fn read(inner: &Inner, project: &str, mut ws: Ws, wake: &WakeTx) -> End {
             Parsed::Change(c) => c,
         };
         let kind = change.kind();
-        let wakeup = match inner.shared.apply(&inner.rules, project, change) {
+        let wakeup = match inner.shared.watched.apply(&inner.rules, project, change) {
             After::Quiet => continue,
             After::Wake => Wake::Source {
                 source: source.clone(),

@@ -181,7 +181,7 @@ impl Source for RancherSource {
         let inner = &self.0;
         // Begun before the first request: a change received from here on is re-applied to
         // this listing's view.
-        let fetch = inner.shared.begin_fetch();
+        let fetch = inner.shared.watched.begin_fetch();
         inner.secret.refresh(&inner.rules.source).await;
         let mut views = Vec::new();
         for (project, environment) in inner.projects().await? {
@@ -194,7 +194,7 @@ impl Source for RancherSource {
         for v in &views {
             v.endpoints(&inner.rules, &mut endpoints, &mut skipped);
         }
-        if inner.shared.watching() {
+        if inner.shared.watched.watching() {
             let urls: Vec<String> = views.iter().map(|v| v.url.clone()).collect();
             inner.shared.projects.send_if_modified(|p| {
                 let changed = *p != urls;
@@ -203,7 +203,7 @@ impl Source for RancherSource {
                 }
                 changed
             });
-            fetch.complete(&inner.rules, views);
+            fetch.complete(&inner.rules, state::Projects(views));
         }
         Ok((endpoints, skipped))
     }
@@ -212,12 +212,16 @@ impl Source for RancherSource {
         if !self.0.watching {
             return None;
         }
-        self.0.shared.watching.store(true, Ordering::Relaxed);
+        self.0
+            .shared
+            .watched
+            .watching
+            .store(true, Ordering::Relaxed);
         Some(tokio::spawn(events::supervise(self.0.clone(), wake)))
     }
 
     fn current(&self) -> Option<(Vec<Endpoint>, Vec<Skip>)> {
-        self.0.shared.current(&self.0.rules)
+        self.0.shared.watched.current(&self.0.rules)
     }
 }
 

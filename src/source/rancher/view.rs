@@ -10,10 +10,7 @@ use crate::template::Props;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
-/// How many items events may add to one project between two listings. A server (or anyone
-/// between) sending endless new ids must not take all the memory: past this the view is
-/// dropped and the next round lists.
-pub(super) const MAX_ADDED: usize = 10_000;
+pub(super) use crate::source::watched::{Applied, MAX_ADDED};
 
 /// States that say a resource is gone. A removal reaches rancon only this way (or not at all,
 /// when cattle purged the row before the event was sent: `ResourceChangeEventProcessor` drops
@@ -180,18 +177,6 @@ impl Resource {
         };
         GONE.contains(&state.as_str())
     }
-}
-
-/// What applying one change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Applied {
-    /// What the source yields changed.
-    Changed,
-    /// Stored, but nothing the source yields changed (a health-neutral field, another kind of
-    /// service, a container in `public` mode).
-    Unchanged,
-    /// Too many new items since the listing: not stored; the view must be listed again.
-    Overflow,
 }
 
 /// The rules that turn a project's resources into endpoints.
