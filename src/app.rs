@@ -3,7 +3,7 @@
 pub use crate::build::build;
 use crate::build::{Config, Loaded};
 use crate::cli::{CheckArgs, ConfigArgs, Output, RunArgs};
-use crate::config::{self, ConfigError, LoadOptions, Problem};
+use crate::config::{self, ConfigError, Problem};
 use crate::engine::{Pipeline, RoundOptions, RoundReport, Scope};
 use crate::implied::ImpliedComponent;
 use crate::output::clean;
@@ -16,21 +16,12 @@ use std::time::{Duration, Instant};
 /// Exit code for an invalid configuration (EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
-/// What the command line says about where configuration comes from.
-pub fn load_options(args: &ConfigArgs) -> LoadOptions {
-    LoadOptions {
-        file: args.config.clone(),
-        sets: args.sets.clone(),
-        legacy: args.legacy,
-    }
-}
-
 /// Loads what can be read (with the shape problems of the rest, see `config::load_partial`),
 /// plus the components the environment implies (the zero-config start).
 pub fn load(
     args: &ConfigArgs,
 ) -> Result<(Loaded, Vec<Problem>, Vec<ImpliedComponent>), ConfigError> {
-    let (mut loaded, problems) = config::load_partial(&load_options(args))?;
+    let (mut loaded, problems) = config::load_partial(&args.load_options())?;
     let implied = crate::implied::zero_config(&mut loaded, &crate::implied::env_var);
     Ok((loaded, problems, implied))
 }

@@ -129,6 +129,17 @@ pub struct ConfigArgs {
     pub legacy: bool,
 }
 
+impl ConfigArgs {
+    /// Where configuration loading reads from.
+    pub fn load_options(&self) -> crate::config::LoadOptions {
+        crate::config::LoadOptions {
+            file: self.config.clone(),
+            sets: self.sets.clone(),
+            legacy: self.legacy,
+        }
+    }
+}
+
 /// Options of `run`.
 #[derive(Debug, Clone, Args, Default)]
 pub struct RunArgs {

@@ -78,7 +78,7 @@ pub fn settings(
 /// The `[log]` keys as the layers set them, or the defaults when they cannot be read.
 fn configured(args: &ConfigArgs) -> LogConfig {
     crate::config::load::figment::<crate::source::SourceConfig, crate::backend::BackendConfig>(
-        &crate::app::load_options(args),
+        &args.load_options(),
     )
     .ok()
     .and_then(|f| f.extract_inner::<LogConfig>("log").ok())
