@@ -346,6 +346,8 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                         .declare(config.sources.keys(), config.backends.keys());
                     // The old pipeline's watches stop; the new ones resync on connect.
                     watches = start_watches(&pipeline, &wake_tx);
+                    // The new configuration applies now, not an `interval` later.
+                    break Scope::full();
                 }
             }
             // Biased: a full round that is due runs before any wake-up, and a stop signal is

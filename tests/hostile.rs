@@ -283,6 +283,39 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 }
 
+/// A reload applies at once: with an interval of an hour, the reloaded configuration's round
+/// runs right after SIGHUP, not at the next interval.
+#[test]
+fn a_reloaded_configuration_applies_at_once_not_an_interval_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    services(d, &["a"], "rancon = \"\"");
+    let cfg = static_config(d, "interval = \"1h\"");
+    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+        .args(["--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the first round", || routers(d) == 1);
+    let body = fs::read_to_string(&cfg).unwrap();
+    fs::write(
+        &cfg,
+        body.replace(
+            "type = \"traefik_file\"",
+            "type = \"traefik_file\"\ndefault_rule = \"Host(`now.example`)\"",
+        ),
+    )
+    .unwrap();
+    signal(&daemon, "HUP");
+    let out = d.join("traefik.toml");
+    wait_for("the reloaded rule, well before the hour", || {
+        fs::read_to_string(&out).is_ok_and(|f| f.contains("now.example"))
+    });
+    signal(&daemon, "TERM");
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
+
 /// A second SIGTERM while the first waits for the round in flight exits at once (status 1),
 /// without the round's writes. The services file is a FIFO that never gets its content, so the
 /// round stays inside its read.
