@@ -309,11 +309,11 @@ impl Watcher {
                     }
                     index = next_index(index, got);
                     let mut digest = digest;
-                    if is_drift(prev, digest, self.expected.digest(&place))
-                        && self.expected.in_flight(&place) > 0
-                    {
-                        // A round is writing here: judge the state it leaves, read at once
-                        // (not blocking) when its writes are answered.
+                    if is_drift(prev, digest, self.expected.digest(&place)) {
+                        // Confirmed by a fresh read before it wakes anyone: the answer may
+                        // show a round's writes half done (produced while they were in flight,
+                        // read after), a state no plan describes. So wait until this place's
+                        // writes are answered, then read it at once (not blocking).
                         self.expected.settle(&place).await;
                         match self.query(&place, &node, 0).await {
                             Ok((now, got)) => {
