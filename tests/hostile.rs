@@ -242,30 +242,41 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(ok.success());
 }
 
-#[test]
-fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A daemon over the static services in `d` with `top` config, once its first round is done.
+fn static_daemon(d: &std::path::Path, top: &str) -> (std::process::Child, String) {
     services(d, &["a"], "rancon = \"\"");
-    let cfg = static_config(d, "interval = \"200ms\"");
-    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+    let cfg = static_config(d, top);
+    let daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
         .args(["--config", &cfg])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for("the first round", || routers(d) == 1);
-    // A new rule template in the file: applied after SIGHUP.
-    let body = fs::read_to_string(&cfg).unwrap();
+    (daemon, cfg)
+}
+
+/// Gives the Traefik backend in `cfg` the default rule `Host(<host>)`, then sends SIGHUP.
+fn reload_with_rule(daemon: &std::process::Child, cfg: &str, host: &str) {
+    let body = fs::read_to_string(cfg).unwrap();
     fs::write(
-        &cfg,
+        cfg,
         body.replace(
             "type = \"traefik_file\"",
-            "type = \"traefik_file\"\ndefault_rule = \"Host(`reloaded.example`)\"",
+            &format!("type = \"traefik_file\"\ndefault_rule = \"Host(`{host}`)\""),
         ),
     )
     .unwrap();
-    signal(&daemon, "HUP");
+    signal(daemon, "HUP");
+}
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut daemon, cfg) = static_daemon(d, "interval = \"200ms\"");
+    // A new rule template in the file: applied after SIGHUP.
+    reload_with_rule(&daemon, &cfg, "reloaded.example");
     let out = d.join("traefik.toml");
     wait_for("the reloaded rule", || {
         fs::read_to_string(&out).is_ok_and(|f| f.contains("reloaded.example"))
@@ -289,25 +300,8 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
 fn a_reloaded_configuration_applies_at_once_not_an_interval_later() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    services(d, &["a"], "rancon = \"\"");
-    let cfg = static_config(d, "interval = \"1h\"");
-    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
-        .args(["--config", &cfg])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the first round", || routers(d) == 1);
-    let body = fs::read_to_string(&cfg).unwrap();
-    fs::write(
-        &cfg,
-        body.replace(
-            "type = \"traefik_file\"",
-            "type = \"traefik_file\"\ndefault_rule = \"Host(`now.example`)\"",
-        ),
-    )
-    .unwrap();
-    signal(&daemon, "HUP");
+    let (mut daemon, cfg) = static_daemon(d, "interval = \"1h\"");
+    reload_with_rule(&daemon, &cfg, "now.example");
     let out = d.join("traefik.toml");
     wait_for("the reloaded rule, well before the hour", || {
         fs::read_to_string(&out).is_ok_and(|f| f.contains("now.example"))
