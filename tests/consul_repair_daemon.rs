@@ -191,6 +191,15 @@ async fn a_reload_stops_the_replaced_configurations_watch() {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("configuration reloaded"))
     })
     .await;
+    // The reloaded configuration runs its first round at once; count from after it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rounds(port).await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "never: the reloaded configuration's round"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (reads, before) = (c.reads_matching(&node).len(), rounds(port).await);
     let id = "web-127-0-0-2-8080";
     put(&c, &format!("/v1/agent/service/deregister/{id}"), None).await;
