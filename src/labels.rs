@@ -99,7 +99,7 @@ pub fn is_reserved_meta(key: &str) -> bool {
 
 /// Tags from labels `rancon.tag` / `rancon.tags` (comma-separated; `\,` keeps a comma);
 /// ownership markers are dropped with a warning.
-pub fn label_tags(props: &Props) -> std::collections::BTreeSet<String> {
+pub fn label_tags(props: &Props) -> crate::model::Tags {
     ["tag", "tags"]
         .iter()
         .filter_map(|k| props.get(*k))

@@ -185,7 +185,7 @@ struct JsonRegistration<'a> {
     name: &'a str,
     address: &'a str,
     port: u16,
-    tags: &'a std::collections::BTreeSet<String>,
+    tags: &'a crate::model::Tags,
     meta: BTreeMap<&'a str, &'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<&'static str>,

@@ -45,7 +45,7 @@ fn arb_reg() -> impl Strategy<Value = (u8, Registration)> {
                     name: format!("svc{name}"),
                     address: format!("10.0.0.{address}"),
                     port,
-                    tags,
+                    tags: tags.into_iter().collect(),
                     meta: meta.into_iter().collect(),
                     private: rancon::model::Private {
                         location: location.map(|l| format!("agent-{l}")),

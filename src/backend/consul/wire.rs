@@ -197,7 +197,7 @@ pub struct ListedService {
     id: String,
     service: String,
     #[serde(default)]
-    tags: Option<std::collections::BTreeSet<String>>,
+    tags: Option<crate::model::Tags>,
     #[serde(default)]
     meta: Option<crate::model::Meta>,
     #[serde(default)]

@@ -34,7 +34,7 @@ use base64::Engine;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -93,7 +93,7 @@ struct Stored {
     address: String,
     port: u16,
     #[serde(default)]
-    tags: BTreeSet<String>,
+    tags: crate::model::Tags,
     #[serde(default)]
     meta: Meta,
     /// Layout `traefik`: the router rule written beside the servers.

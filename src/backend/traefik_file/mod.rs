@@ -15,7 +15,7 @@ use crate::plan::{Plan, applied, by_name};
 use crate::template::Template;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -314,7 +314,7 @@ fn insert(out: &mut RegistrationMap, name: &str, address: String, port: u16, rou
         name: name.to_string(),
         address,
         port,
-        tags: BTreeSet::new(),
+        tags: Default::default(),
         meta: Meta::new(),
         private: Private {
             attrs: route.attrs(),
@@ -386,7 +386,7 @@ impl Backend for TraefikFile {
             name,
             address,
             port,
-            tags: BTreeSet::new(),
+            tags: Default::default(),
             meta: Meta::new(),
             private: Private {
                 attrs: route.attrs(),
