@@ -111,10 +111,13 @@ impl Inner {
     /// and a repeated `next` link ends the listing.
     /// Items are decoded page by page into `T`, so a page's raw JSON is dropped before the next
     /// one arrives (at 10,000 services this halves the peak memory). An item that does not
-    /// decode comes back as (its name or id, the error).
+    /// decode comes back as (its name or id, the error). `trim` drops at once what the caller
+    /// never reads (Rancher's own labels are most of a service), so the listing is never
+    /// held whole.
     pub(super) async fn list<T: DeserializeOwned>(
         &self,
         first: String,
+        trim: impl Fn(&mut T),
     ) -> Result<Vec<Result<T, (String, String)>>, SourceError> {
         let mut out = Vec::new();
         let mut ids = HashSet::new();
@@ -141,12 +144,19 @@ impl Inner {
                 let ident = serde_json::from_str::<Ident>(item.get()).ok();
                 let id = ident.as_ref().and_then(|i| i.id.clone());
                 if id.is_none_or(|id| ids.insert(id)) {
-                    out.push(serde_json::from_str::<T>(item.get()).map_err(|e| {
-                        let label = ident
-                            .and_then(|i| i.name.or(i.id))
-                            .unwrap_or_else(|| "?".into());
-                        (label, e.to_string())
-                    }));
+                    out.push(
+                        serde_json::from_str::<T>(item.get())
+                            .map(|mut t| {
+                                trim(&mut t);
+                                t
+                            })
+                            .map_err(|e| {
+                                let label = ident
+                                    .and_then(|i| i.name.or(i.id))
+                                    .unwrap_or_else(|| "?".into());
+                                (label, e.to_string())
+                            }),
+                    );
                 }
             }
             let pagination = page.pagination;
@@ -216,7 +226,7 @@ impl Inner {
             return Ok(vec![(self.url.clone(), p.name.unwrap_or(p.id))]);
         }
         let items = self
-            .list::<Named>(self.collection_url(&self.url, "projects"))
+            .list::<Named>(self.collection_url(&self.url, "projects"), |_| {})
             .await?;
         let mut out = Vec::new();
         for item in items {

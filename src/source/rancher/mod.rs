@@ -130,13 +130,18 @@ impl Inner {
             "stacks"
         };
         let (stacks, services, containers) = futures::future::try_join3(
-            self.list::<Named>(self.collection_url(&url, stacks_coll)),
-            self.list::<Service>(self.collection_url(&url, "services")),
+            self.list::<Named>(self.collection_url(&url, stacks_coll), |_| {}),
+            self.list::<Service>(self.collection_url(&url, "services"), |s| {
+                s.trim(&self.rules)
+            }),
             async {
                 match self.rules.endpoints {
                     EndpointKind::Internal => {
-                        self.list::<Container>(self.collection_url(&url, "containers"))
-                            .await
+                        self.list::<Container>(
+                            self.collection_url(&url, "containers"),
+                            Container::trim,
+                        )
+                        .await
                     }
                     EndpointKind::Public => Ok(Vec::new()),
                 }

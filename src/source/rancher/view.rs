@@ -86,7 +86,7 @@ impl Service {
     /// Drops what the derivation never reads, so the view holds less than the listing: labels
     /// outside the prefix (Rancher's own `io.rancher.*` are most of them), and the addresses of
     /// the other endpoint kind.
-    fn trim(&mut self, rules: &Rules) {
+    pub(super) fn trim(&mut self, rules: &Rules) {
         let prefix = rules.naming.prefix.to_ascii_lowercase();
         let ours = |k: &String| {
             let k = k.to_ascii_lowercase();
@@ -137,6 +137,15 @@ pub(super) struct Container {
     primary_ip_address: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+}
+
+impl Container {
+    /// Drops the labels the derivation never reads: all but the launch config's.
+    pub(super) fn trim(&mut self) {
+        if let Some(labels) = &mut self.labels {
+            labels.retain(|k, _| k == LAUNCH_CONFIG_LABEL);
+        }
+    }
 }
 
 /// A listed service that did not decode: (its name or id, the decoder's message). It stays in
@@ -239,7 +248,8 @@ impl ProjectView {
         let containers = containers
             .into_iter()
             .map(|c| {
-                let c = c.map_err(|e| undecoded("containers", e))?;
+                let mut c = c.map_err(|e| undecoded("containers", e))?;
+                c.trim();
                 Ok((c.id.clone(), c))
             })
             .collect::<Result<_, SourceError>>()?;
@@ -299,7 +309,10 @@ impl ProjectView {
                     s.trim(rules);
                     drop(self.services.insert(key, Ok(*s)))
                 }
-                Resource::Container(c) => drop(self.containers.insert(id, c)),
+                Resource::Container(mut c) => {
+                    c.trim();
+                    drop(self.containers.insert(id, c))
+                }
             }
         }
         if self.derive(rules, &affected) == before {
