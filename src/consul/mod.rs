@@ -213,14 +213,16 @@ impl Api {
     /// request's timeout with the up-to-`wait/16` the server adds to spread wake-ups
     /// (`RPCQueryTimeout` in agent/consul/rpc.go, `structs.JitterFraction` = 16;
     /// website/content/api-docs/features/blocking.mdx). An answer without a readable index is
-    /// an error, as in Consul's own client (`parseQueryMeta` in api/api.go).
-    pub async fn get_indexed<T: DeserializeOwned>(
+    /// an error, as in Consul's own client (`parseQueryMeta` in api/api.go). `decode` reads
+    /// the body (a watch folds it as it decodes, never holding the list).
+    pub async fn get_indexed<T>(
         &self,
         op: &'static str,
         url: &str,
         query: &[(&str, &str)],
         timeout: std::time::Duration,
         wait: std::time::Duration,
+        decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
     ) -> Result<(T, u64), BackendError> {
         self.token_header()?;
         let req = self
@@ -236,7 +238,7 @@ impl Api {
                 what: format!("{op} answer from {url}"),
                 message: "no readable X-Consul-Index header".into(),
             })?;
-        let value = serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
+        let value = decode(&body).map_err(|e| BackendError::Decode {
             what: format!("{op} answer from {url}"),
             message: e.to_string(),
         })?;

@@ -7,6 +7,7 @@
 
 mod build;
 mod config;
+mod digest;
 mod listing;
 mod watch;
 mod wire;
@@ -335,7 +336,7 @@ impl Backend for Consul {
         if id.trim_matches('-').is_empty() {
             return Err(skip(SkipKind::Template, "id template renders empty".into()));
         }
-        let mut tags = BTreeSet::new();
+        let mut tags = crate::model::Tags::new();
         for t in &self.tags {
             let tag = t
                 .render(&props)

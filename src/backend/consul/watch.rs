@@ -9,13 +9,13 @@
 //! re-register does not move an index (`ensureServiceTxn`: `IsSameService`). The index is reset
 //! to 0 when it goes backwards, kept at least 1, and the loop is paced by a token bucket.
 
+use super::digest::{Digest, entry_hash};
 use super::{Agents, ConsulMode, wire};
 use crate::consul::Api;
 use crate::error::BackendError;
 use crate::model::Registration;
 use crate::watch::{Wake, WakeTx};
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,20 +121,6 @@ impl Expected {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Place>> {
         self.places.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// A registration's content as Consul stores it (id, name, address, port, tags, meta).
-fn entry_hash(r: &Registration) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    (&r.id, &r.name, &r.address, r.port).hash(&mut h);
-    for t in &r.tags {
-        t.hash(&mut h);
-    }
-    0xffu8.hash(&mut h);
-    for (k, v) in r.meta.iter() {
-        (k, v).hash(&mut h);
-    }
-    h.finish()
 }
 
 /// The next `index` to send after an answer carrying `got`, when `sent` was sent: back to 0
@@ -402,16 +388,15 @@ impl Watcher {
             query.push(("index", &index));
             query.push(("wait", &wait));
         }
-        let (answer, got): (Option<wire::NodeServices>, u64) = self
+        let (digest, got) = self
             .api
-            .get_indexed("watch", &url, &query, self.timeout, WAIT)
+            .get_indexed("watch", &url, &query, self.timeout, WAIT, |body| {
+                use serde::de::DeserializeSeed;
+                let mut d = serde_json::Deserializer::from_slice(body);
+                let digest = Digest(&self.owner_tag).deserialize(&mut d)?;
+                d.end().map(|()| digest)
+            })
             .await?;
-        let digest = answer
-            .and_then(|a| a.services)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| s.into_registration(&self.owner_tag, None))
-            .fold(0u64, |a, r| a.wrapping_add(entry_hash(&r)));
         Ok((digest, got))
     }
 }
