@@ -3,15 +3,34 @@
 use crate::template::Props;
 use std::collections::BTreeMap;
 
+/// Labels by key, iterated in key order: a `BTreeMap` as sources decode them, or the sorted
+/// list (`Meta`) a view keeps.
+pub trait LabelMap {
+    /// The labels in key order.
+    fn pairs(&self) -> impl Iterator<Item = (&String, &String)>;
+}
+
+impl LabelMap for BTreeMap<String, String> {
+    fn pairs(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.iter()
+    }
+}
+
+impl LabelMap for crate::model::Meta {
+    fn pairs(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.iter()
+    }
+}
+
 /// Returns the properties carried by `labels` under `prefix`, or `None` when the service is
 /// not selected (no such label, or `<prefix>.enable=false`).
 ///
 /// `<prefix>.a.b` becomes property `a_b` (lower-case), so it can be used as `%A_B%`.
-pub fn select(labels: &BTreeMap<String, String>, prefix: &str) -> Option<Props> {
+pub fn select(labels: &impl LabelMap, prefix: &str) -> Option<Props> {
     let mut selected = false;
     let mut props = Props::new();
     let dotted = format!("{prefix}.");
-    for (key, value) in labels {
+    for (key, value) in labels.pairs() {
         if key == prefix {
             selected = true;
         } else if let Some(rest) = key.strip_prefix(&dotted) {
@@ -26,11 +45,11 @@ pub fn select(labels: &BTreeMap<String, String>, prefix: &str) -> Option<Props> 
 }
 
 /// Whether `labels` carry `<prefix>.enable=false` (or `0`, `no`).
-pub fn opted_out(labels: &BTreeMap<String, String>, prefix: &str) -> bool {
+pub fn opted_out(labels: &impl LabelMap, prefix: &str) -> bool {
     // Case-insensitive, as selection turns `rancon.Enable` into property `enable`.
     let key = format!("{prefix}.enable");
     labels
-        .iter()
+        .pairs()
         .any(|(k, v)| k.eq_ignore_ascii_case(&key) && is_false(v))
 }
 

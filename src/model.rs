@@ -210,6 +210,15 @@ fn meta_as_map<S: serde::Serializer>(meta: &Meta, s: S) -> Result<S::Ok, S::Erro
 /// Attributes of a registration, ordered by key.
 pub type Meta = litemap::LiteMap<String, String>;
 
+/// `meta` holding no spare room: a map kept for long (a view's labels, trimmed) costs only
+/// its entries.
+pub fn shrunk(meta: Meta) -> Meta {
+    let mut v = meta.into_tuple_vec();
+    v.shrink_to_fit();
+    // Still sorted and without duplicates: it came from a map.
+    Meta::from_sorted_store_unchecked(v)
+}
+
 /// Registrations keyed by id, ordered so plans and snapshots are stable.
 pub type RegistrationMap = BTreeMap<String, Registration>;
 

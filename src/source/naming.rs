@@ -71,7 +71,7 @@ impl Naming {
         &self,
         source: &str,
         mut base: Props,
-        labels: &BTreeMap<String, String>,
+        labels: &impl labels::LabelMap,
         select_all: bool,
     ) -> Result<Option<Endpoint>, Skip> {
         let label_props = match labels::select(labels, &self.prefix) {

@@ -203,7 +203,7 @@ impl Consul {
         match place {
             Place::Agent(agent) => {
                 let query: Vec<(&str, &str)> = filter.map(|f| ("filter", f)).into_iter().collect();
-                let services: BTreeMap<String, wire::ListedService> = self
+                let services: wire::AgentServices = self
                     .api
                     .get(
                         "list services",
@@ -211,7 +211,7 @@ impl Consul {
                         &query,
                     )
                     .await?;
-                Ok(services.into_values().collect())
+                Ok(services.0)
             }
             Place::Catalog => {
                 let mut query = self.api.dc();

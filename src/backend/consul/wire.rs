@@ -280,6 +280,33 @@ fn printable(s: &str) -> String {
     }
 }
 
+/// `GET /v1/agent/services`: an object of services by id, kept as the list of its values
+/// (the id is in each). Decoded straight into the list: a map beside it was 5 MiB at 20,000.
+pub struct AgentServices(pub Vec<ListedService>);
+
+impl<'de> Deserialize<'de> for AgentServices {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Values;
+        impl<'de> serde::de::Visitor<'de> for Values {
+            type Value = AgentServices;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of services by id")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AgentServices, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+                while let Some(serde::de::IgnoredAny) = map.next_key()? {
+                    out.push(map.next_value()?);
+                }
+                Ok(AgentServices(out))
+            }
+        }
+        d.deserialize_map(Values)
+    }
+}
+
 /// `GET /v1/catalog/node-services/:node` (Consul 1.7+).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -304,6 +331,27 @@ mod tests {
 
     fn listed(json: serde_json::Value) -> ListedService {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn agent_services_decode_into_their_values() {
+        let got: super::AgentServices = serde_json::from_str(
+            r#"{"a": {"ID": "a", "Service": "web", "Tags": ["rancon-x"], "Port": 80},
+                "b": {"ID": "b", "Service": "db", "Extra": [1]}}"#,
+        )
+        .unwrap();
+        let ids: Vec<&str> = got.0.iter().map(|s| s.id()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(got.0[0].has_tag("rancon-x") && !got.0[1].has_tag("rancon-x"));
+        assert!(
+            serde_json::from_str::<super::AgentServices>(r#"{}"#).is_ok_and(|s| s.0.is_empty())
+        );
+        for bad in ["null", "[]", r#"{"a": 1}"#] {
+            assert!(
+                serde_json::from_str::<super::AgentServices>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

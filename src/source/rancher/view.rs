@@ -5,7 +5,7 @@
 use super::config::EndpointKind;
 use super::{Filter, Naming};
 use crate::error::{Skip, SkipKind, SourceError};
-use crate::model::Endpoint;
+use crate::model::{Endpoint, Meta, shrunk};
 use crate::template::Props;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -57,8 +57,8 @@ struct LaunchConfig {
     /// A sidekick's name (secondary launch configs only).
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "labels")]
+    labels: Option<Meta>,
     #[serde(default)]
     ports: Option<Vec<String>>,
     /// Ports open to the managed network without being published.
@@ -99,6 +99,7 @@ impl Service {
         for lc in configs {
             if let Some(labels) = &mut lc.labels {
                 labels.retain(|k, _| ours(k));
+                *labels = shrunk(std::mem::take(labels));
             }
             if rules.endpoints == EndpointKind::Public {
                 lc.ports = None;
@@ -113,6 +114,12 @@ impl Service {
             EndpointKind::Internal => self.public_endpoints = None,
         }
     }
+}
+
+/// Labels as a view keeps them: decoded into a `BTreeMap` (any order and size, no quadratic
+/// insert), kept as a sorted list (a `BTreeMap` node is 540 bytes for a single label).
+fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Meta>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.map(|m| m.into_iter().collect()))
 }
 
 /// The label cattle puts on a container naming the launch config it runs: the primary's
@@ -135,8 +142,8 @@ pub(super) struct Container {
     state: String,
     #[serde(default)]
     primary_ip_address: Option<String>,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "labels")]
+    labels: Option<Meta>,
 }
 
 impl Container {
@@ -144,6 +151,7 @@ impl Container {
     pub(super) fn trim(&mut self) {
         if let Some(labels) = &mut self.labels {
             labels.retain(|k, _| k == LAUNCH_CONFIG_LABEL);
+            *labels = shrunk(std::mem::take(labels));
         }
     }
 }
@@ -475,7 +483,7 @@ impl ProjectView {
                 }
             }
         }
-        let empty = BTreeMap::new();
+        let empty = Meta::new();
         for (host, port, config) in addrs {
             let mut props = base.clone();
             props.insert("host".into(), host);
