@@ -4,6 +4,26 @@ use clap::{CommandFactory, Parser};
 use rancon::cli::{Cli, Command, ConfigArgs, LogArgs};
 use std::process::ExitCode;
 
+/// jemalloc, configured to hold little: one arena (two worker threads do not need more) and
+/// freed pages handed back at once. glibc's per-thread arenas kept a 20,000-service round's
+/// fragments resident: peak RSS 104 MiB and 93 MiB after it, for 57 MiB of peak heap and
+/// 15 MiB live (`cargo bench --bench steady`; with this, 68 and 40).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's `malloc_conf` (a C string it reads at start-up, before `main`); the `_rjem_`
+/// prefix is tikv-jemalloc-sys's.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads; never written.
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a static, immutable C string.
+unsafe impl Sync for MallocConf {}
+
 /// Sets up logging; a bad `RANCON_LOG`/`RANCON_LOG_FORMAT` ends the command (exit 78).
 fn init_logging(log: &LogArgs, config: Option<&ConfigArgs>) -> Result<(), ExitCode> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

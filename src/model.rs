@@ -239,6 +239,9 @@ impl Tags {
         match self.0.binary_search(&tag) {
             Ok(_) => false,
             Err(at) => {
+                // Exactly one more: tags are kept for the round, and inserted one by one only
+                // from config templates (a label's many tags come through `extend`).
+                self.0.reserve_exact(1);
                 self.0.insert(at, tag);
                 true
             }

