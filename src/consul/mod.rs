@@ -200,9 +200,21 @@ impl Api {
         url: &str,
         query: &[(&str, &str)],
     ) -> Result<T, BackendError> {
+        self.get_with(op, url, query, |body| serde_json::from_slice(body))
+            .await
+    }
+
+    /// `get`, with the body read by `decode`.
+    pub async fn get_with<T>(
+        &self,
+        op: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+        decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T, BackendError> {
         let make = || self.request(&reqwest::Method::GET, url).query(query);
         let body = self.send(op, url, make).await?;
-        serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
+        decode(&body).map_err(|e| BackendError::Decode {
             what: format!("{op} answer from {url}"),
             message: e.to_string(),
         })

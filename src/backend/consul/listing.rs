@@ -203,15 +203,14 @@ impl Consul {
         match place {
             Place::Agent(agent) => {
                 let query: Vec<(&str, &str)> = filter.map(|f| ("filter", f)).into_iter().collect();
-                let services: wire::AgentServices = self
-                    .api
-                    .get(
+                self.api
+                    .get_with(
                         "list services",
                         &wire::url(agent, &["v1", "agent", "services"]),
                         &query,
+                        wire::agent_services,
                     )
-                    .await?;
-                Ok(services.0)
+                    .await
             }
             Place::Catalog => {
                 let mut query = self.api.dc();
