@@ -8,23 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::consul::{Consul, Svc};
 use support::consul_setup::Setup;
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::process::{Child, free_port};
 
 /// Waits until `f` holds, for at most 20 s.
 async fn until(what: &str, f: impl Fn() -> bool) {

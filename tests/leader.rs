@@ -7,18 +7,10 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::consul::Consul;
+use support::process::Child;
 
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(cfg: &Path, log: &Path) -> Proc {
-    Proc(
+fn start(cfg: &Path, log: &Path) -> Child {
+    Child(
         std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
             .args(["--config", &cfg.display().to_string()])
             .env_remove("RANCON_CONFIG")

@@ -9,16 +9,8 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::consul::Consul;
+use support::process::Child;
 use support::rancher::{Project, Rancher, service};
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn project() -> Project {
     Project {
