@@ -16,7 +16,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::consul::Consul;
-use support::docker::{Dockerd, IMAGE, NETWORK, free_port};
+use support::docker::{Dockerd, IMAGE, NETWORK};
+use support::process::free_port;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -1,8 +1,22 @@
 //! The binary as operators call it: exit codes, error text with key and origin, schema drift.
 
+#[allow(dead_code)]
+mod support;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::fs;
+use std::time::{Duration, Instant};
+use support::process::free_port;
+
+/// Waits until `ok` holds, for at most 30 s (a deadline, not a measurement).
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
 
 fn rancon() -> Command {
     let mut c = Command::cargo_bin("rancon").unwrap();
@@ -273,13 +287,7 @@ fn sigterm_in_continuous_mode_exits_0_after_the_round() {
         .spawn()
         .unwrap();
     // Wait (bounded) for the first round to have written its file.
-    for _ in 0..200 {
-        if out.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(out.exists(), "no round ran");
+    wait_for("the first round's file", || out.exists());
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -315,8 +323,10 @@ fn sigterm_mid_round_lets_the_round_write_then_exits_0() {
         ),
     );
     let services = "[[services]]\nname = \"web\"\nhost = \"10.0.0.1\"\nport = 80\n";
+    let port = free_port();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
         .args(["--config", &cfg, "--set", "interval=1h"])
+        .args(["--set", &format!("http.listen=127.0.0.1:{port}")])
         .env_remove("RANCON_CONFIG")
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -328,8 +338,11 @@ fn sigterm_mid_round_lets_the_round_write_then_exits_0() {
         .unwrap()
         .write_all(services.as_bytes())
         .unwrap();
-    // Let validation see the end of the file before a writer opens it again.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Validation has seen the end of the file (and closed it) once the endpoint listens: a
+    // writer opening the FIFO before that would feed validation, not the round.
+    wait_for("the endpoint, after start-up", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     // The first round opens it again: from here on the round is in flight.
     let mut round = fs::File::options().write(true).open(&fifo).unwrap();
     let kill = std::process::Command::new("kill")

@@ -263,7 +263,13 @@ async fn index_edge_cases_unknown_nodes_zero_indexes_and_restores() {
         let url = format!("{ns}?index={idx}&wait=30s");
         async move { get_indexed(&url).await }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Restored once the query blocks (it arrived: logged as it is read, then blocked in the
+    // same poll); one arriving after the restore would wait its 30 s for an index above idx.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c.reads_matching(&format!("index={idx}&")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the query never came");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     c.cluster.raft.restore(idx - 1);
     let (_, after, _) = waiting.await.unwrap();
     assert_eq!(after, Some(idx - 1));

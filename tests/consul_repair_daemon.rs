@@ -8,23 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::consul::{Consul, Svc};
 use support::consul_setup::Setup;
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::process::{Child, free_port};
 
 /// Waits until `f` holds, for at most 20 s.
 async fn until(what: &str, f: impl Fn() -> bool) {
@@ -35,8 +19,8 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-/// A daemon with `interval = "10m"` keeping two services in agent 0, its `/metrics` port, and
-/// the moment its watch blocks.
+/// A daemon with `interval = "10m"` keeping two services in agent 0, and its `/metrics` port,
+/// once its first round is counted and its watch blocks.
 async fn daemon(c: &Consul, s: &Setup) -> (Child, u16) {
     s.services(&[
         ("web", "127.0.0.2", 8080, &[("rancon.tag", "v1")]),
@@ -60,6 +44,8 @@ async fn daemon(c: &Consul, s: &Setup) -> (Child, u16) {
         c.reads_matching(&node).iter().any(|q| q.contains("index="))
     })
     .await;
+    // The registrations show before the round that wrote them ends and is counted.
+    rounds_reach(port, 1.0).await;
     (child, port)
 }
 
@@ -87,6 +73,16 @@ async fn rounds(port: u16) -> f64 {
         .find_map(|l| l.strip_prefix("rancon_rounds_total "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no rancon_rounds_total in {text}"))
+}
+
+/// Waits until `rancon_rounds_total` (counted when a round ends) is at least `n`, for at most
+/// 20 s.
+async fn rounds_reach(port: u16, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rounds(port).await < n {
+        assert!(Instant::now() < deadline, "never: {n} rounds");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,6 +177,9 @@ async fn a_reload_stops_the_replaced_configurations_watch() {
         c.reads_matching(&node).iter().any(|q| q.contains("index="))
     })
     .await;
+    // The first round ends after its writes: count the reload's round from after it.
+    rounds_reach(port, 1.0).await;
+    let first = rounds(port).await;
     s.config(&extra, &format!("url = {:?}\nwatch = false", c.url(0)));
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &child.0.id().to_string()])
@@ -192,14 +191,7 @@ async fn a_reload_stops_the_replaced_configurations_watch() {
     })
     .await;
     // The reloaded configuration runs its first round at once; count from after it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rounds(port).await < 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "never: the reloaded configuration's round"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rounds_reach(port, first + 1.0).await;
     let (reads, before) = (c.reads_matching(&node).len(), rounds(port).await);
     let id = "web-127-0-0-2-8080";
     put(&c, &format!("/v1/agent/service/deregister/{id}"), None).await;

@@ -6,15 +6,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::consul::Consul;
+use support::process::{Child, free_port};
 use support::rancher::{Fault, Project, Rancher, service};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
     let resp = client.get(url).send().await.ok()?;
@@ -57,15 +50,6 @@ fn pipeline(cfg: std::path::PathBuf) -> rancon::engine::Pipeline {
     })
     .unwrap();
     rancon::app::build(&loaded.config).unwrap()
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,11 +3,15 @@
 //! opting out works in any case. (Ownership, listings that end early and the doubles' real
 //! rules are in the backend and source tests and in `simulation.rs`.)
 
+#[allow(dead_code)]
+mod support;
+
 use assert_cmd::Command;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::process::{Child, free_port};
 
 fn rancon() -> Command {
     let mut c = Command::cargo_bin("rancon").unwrap();
@@ -216,48 +220,63 @@ fn force_lifts_the_guard_for_one_round_only() {
     assert_eq!(routers(d), 4);
     // 3 of 4 gone: over the guard's 0.5, but --force lets the first round through.
     services(d, &["a"], "rancon = \"\"");
-    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
-        .args(["--config", &cfg, "--force"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let log = d.join("rancon.log");
+    let daemon = Child(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--config", &cfg, "--force"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the forced round", || routers(d) == 1);
     services(d, &["a", "b", "c", "d"], "rancon = \"\"");
     wait_for("the next registrations", || routers(d) == 4);
-    // The same removal again: this time the guard holds.
+    // The same removal again: this time the guard holds. Wait for a round that read the
+    // shorter list (it trips the guard, or with the bug deregisters), not for a fixed time a
+    // slow machine may spend before any round runs.
+    let trips = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("would deregister 3 of 4")
+            .count()
+    };
+    let before = trips();
     services(d, &["a"], "rancon = \"\"");
-    std::thread::sleep(Duration::from_millis(1500)); // several 200ms rounds
+    wait_for("a round over the shorter list", || {
+        routers(d) != 4 || trips() > before
+    });
     let held = routers(d);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     assert_eq!(held, 4, "--force outlived its round");
 }
 
-fn signal(child: &std::process::Child, sig: &str) {
+fn signal(child: &Child, sig: &str) {
     let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
+        .args([&format!("-{sig}"), &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
 }
 
 /// A daemon over the static services in `d` with `top` config, once its first round is done.
-fn static_daemon(d: &std::path::Path, top: &str) -> (std::process::Child, String) {
+fn static_daemon(d: &std::path::Path, top: &str) -> (Child, String) {
     services(d, &["a"], "rancon = \"\"");
     let cfg = static_config(d, top);
-    let daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
-        .args(["--config", &cfg])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = Child(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--config", &cfg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the first round", || routers(d) == 1);
     (daemon, cfg)
 }
 
 /// Gives the Traefik backend in `cfg` the default rule `Host(<host>)`, then sends SIGHUP.
-fn reload_with_rule(daemon: &std::process::Child, cfg: &str, host: &str) {
+fn reload_with_rule(daemon: &Child, cfg: &str, host: &str) {
     let body = fs::read_to_string(cfg).unwrap();
     fs::write(
         cfg,
@@ -287,11 +306,11 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
     services(d, &["a", "b"], "rancon = \"\"");
     wait_for("rounds after a failed reload", || routers(d) == 2);
     assert!(
-        daemon.try_wait().unwrap().is_none(),
+        daemon.0.try_wait().unwrap().is_none(),
         "SIGHUP killed the daemon"
     );
     signal(&daemon, "TERM");
-    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
 }
 
 /// A reload applies at once: with an interval of an hour, the reloaded configuration's round
@@ -307,12 +326,12 @@ fn a_reloaded_configuration_applies_at_once_not_an_interval_later() {
         fs::read_to_string(&out).is_ok_and(|f| f.contains("now.example"))
     });
     signal(&daemon, "TERM");
-    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
 }
 
 /// A second SIGTERM while the first waits for the round in flight exits at once (status 1),
-/// without the round's writes. The services file is a FIFO that never gets its content, so the
-/// round stays inside its read.
+/// without the round's writes. The services file is a FIFO: start-up reads it once (to check
+/// it), then the first round opens it and never gets its content, so it stays inside its read.
 #[test]
 fn a_second_signal_exits_at_once() {
     use std::io::Write;
@@ -326,32 +345,44 @@ fn a_second_signal_exits_at_once() {
             .unwrap()
             .success()
     );
-    let cfg = static_config(d, "interval = \"1h\"\nshutdown_timeout = \"1h\"");
-    let mut daemon = std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
-        .args(["--config", &cfg])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let port = free_port();
+    let cfg = static_config(
+        d,
+        &format!(
+            "interval = \"1h\"\nshutdown_timeout = \"1h\"\n[http]\nlisten = \"127.0.0.1:{port}\""
+        ),
+    );
+    let mut daemon = Child(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
+            .args(["--config", &cfg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     fs::File::options()
         .write(true)
         .open(&fifo)
         .unwrap()
         .write_all(b"[[services]]\nname = \"a\"\nhost = \"10.0.0.1\"\nport = 80\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Start-up's read is over (and its end of the FIFO closed) once the endpoint listens:
+    // a writer opening the FIFO before that would feed start-up, not the round.
+    wait_for("the endpoint, after start-up", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let _round = fs::File::options().write(true).open(&fifo).unwrap();
     signal(&daemon, "TERM");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        daemon.try_wait().unwrap().is_none(),
+        daemon.0.try_wait().unwrap().is_none(),
         "the first signal waits for the round"
     );
     signal(&daemon, "TERM");
     wait_for("exit on the second signal", || {
-        daemon.try_wait().unwrap().is_some()
+        daemon.0.try_wait().unwrap().is_some()
     });
-    assert_eq!(daemon.wait().unwrap().code(), Some(1));
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(1));
     assert!(!d.join("traefik.toml").exists());
 }
 

@@ -7,18 +7,10 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::consul::Consul;
+use support::process::Child;
 
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(cfg: &Path, log: &Path) -> Proc {
-    Proc(
+fn start(cfg: &Path, log: &Path) -> Child {
+    Child(
         std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
             .args(["--config", &cfg.display().to_string()])
             .env_remove("RANCON_CONFIG")
@@ -100,18 +92,25 @@ async fn one_replica_writes_and_the_other_takes_over_when_it_dies() {
             .contains("acquired leadership")
     );
 
-    // The leader dies without releasing: the session expires (10 s), lock-delay (1 s), then b.
+    // The leader dies without releasing: the session expires (10 s after its last renewal, up
+    // to a renewal period before the death), lock-delay (1 s), then b.
     a.0.kill().unwrap();
     a.0.wait().unwrap();
-    let died = Instant::now();
+    let renewed = {
+        let id = c.cluster.kv.lock().unwrap()["rancon/leader/default"]
+            .session
+            .clone()
+            .expect("a held the lock");
+        c.cluster.sessions.lock().unwrap()[&id].renewed
+    };
     services(&svc, 4);
-    wait_for("b to take over and write", 30, || {
+    wait_for("b to take over and write", 60, || {
         c.agent_services(0).len() == 4
     })
     .await;
     assert!(
-        died.elapsed() >= Duration::from_secs(10),
-        "took over before the TTL ran out"
+        renewed.elapsed() >= Duration::from_secs(10 + 1),
+        "took over before the TTL and the lock-delay ran out"
     );
     assert!(
         std::fs::read_to_string(&log_b)

@@ -9,16 +9,8 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::consul::Consul;
+use support::process::{Child, free_port};
 use support::rancher::{Project, Rancher, service};
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn project() -> Project {
     Project {
@@ -41,13 +33,16 @@ fn project() -> Project {
 }
 
 /// A daemon reading `r` (its API root: the projects are listed, then subscribed to) into `c`,
-/// with a full listing only every ten minutes. cattle's own ping and flush periods.
-async fn daemon(r: &Rancher, c: &Consul, dir: &tempfile::TempDir) -> Child {
+/// with a full listing only every ten minutes. cattle's own ping and flush periods. Returns
+/// its `/metrics` port too.
+async fn daemon(r: &Rancher, c: &Consul, dir: &tempfile::TempDir) -> (Child, u16) {
+    let port = free_port();
     let cfg = dir.path().join("rancon.toml");
     std::fs::write(
         &cfg,
         format!(
-            "interval = \"10m\"\n[sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
+            "interval = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
              [backends.consul]\ntype = \"consul\"\nurl = {:?}\n",
             r.url("/v2-beta"),
             c.url(0)
@@ -65,7 +60,41 @@ async fn daemon(r: &Rancher, c: &Consul, dir: &tempfile::TempDir) -> Child {
         c.agent_services(0).len() == 3 && r.events().open() == 1
     })
     .await;
-    child
+    (child, port)
+}
+
+/// `rancon_rounds_total` (counted when a round ends) of the daemon serving on `port`.
+async fn rounds(port: u16) -> f64 {
+    let text = rancon::http::client(Duration::from_secs(10), &Default::default())
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("rancon_rounds_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rancon_rounds_total in {text}"))
+}
+
+/// Waits until `n` rounds have ended.
+async fn rounds_reach(port: u16, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rounds(port).await < n {
+        assert!(Instant::now() < deadline, "never: {n} rounds");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The subscription's connect asks for a full listing (a `Resync`): once the first round and
+/// that one have ended, the daemon lists nothing until an event or the interval. Returns the
+/// rounds so far.
+async fn synced(port: u16) -> f64 {
+    rounds_reach(port, 2.0).await;
+    rounds(port).await
 }
 
 async fn until(what: &str, cond: impl Fn() -> bool) {
@@ -88,7 +117,7 @@ async fn a_label_edit_reaches_consul_without_waiting_for_the_interval() {
     let r = Rancher::start(vec![project()], None).await;
     let c = Consul::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let _d = daemon(&r, &c, &dir).await;
+    let (_d, _) = daemon(&r, &c, &dir).await;
     let t = Instant::now();
     r.edit_service("1a5", "1s1", |s| {
         s["launchConfig"]["labels"]["rancon.tags"] = json!("web,edited")
@@ -122,16 +151,9 @@ async fn an_event_that_lies_about_a_removal_deregisters_nothing() {
     let r = Rancher::start(vec![project()], None).await;
     let c = Consul::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let _d = daemon(&r, &c, &dir).await;
+    let (_d, port) = daemon(&r, &c, &dir).await;
     // Let the listing that follows the subscription finish.
-    let settled = || {
-        let n = r.requests();
-        async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            n
-        }
-    };
-    while settled().await != r.requests() {}
+    let before = synced(port).await;
     let listed = r.requests();
     let mut gone = service(
         "1s0",
@@ -145,8 +167,12 @@ async fn an_event_that_lies_about_a_removal_deregisters_nothing() {
                        "data": {"resource": gone}});
     r.events().inject("1a5", &frame.to_string());
     // The round planned from the view confirms the absence with two listings, which disagree.
-    until("the confirming listings", || r.requests() >= listed + 2 * 3).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    rounds_reach(port, before + 1.0).await;
+    assert!(
+        r.requests() >= listed + 2 * 3,
+        "the confirming listings: {} requests after {listed}",
+        r.requests()
+    );
     assert!(tags(&c, "svc0").is_some(), "svc0 is still registered");
     assert_eq!(c.agent_services(0).len(), 3);
     assert_eq!(r.events().backpressure_closes.load(Ordering::SeqCst), 0);
@@ -162,11 +188,13 @@ async fn the_most_verbose_log_shows_no_rancher_secret() {
     let r = Rancher::start(vec![project()], Some(("access1", secret))).await;
     let c = Consul::start(1).await;
     let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
     let cfg = dir.path().join("rancon.toml");
     std::fs::write(
         &cfg,
         format!(
-            "interval = \"10m\"\n[sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
+            "interval = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [sources.rancher]\ntype = \"rancher\"\nurl = {:?}\n\
              access_key = \"access1\"\nsecret_key = {secret:?}\n\
              [backends.consul]\ntype = \"consul\"\nurl = {:?}\n",
             r.url("/v2-beta"),
@@ -190,14 +218,7 @@ async fn the_most_verbose_log_shows_no_rancher_secret() {
     .await;
     // Once the listing after the subscription is done, a change whose frame carries the
     // service's environment (and a label, so its arrival shows).
-    let settled = || {
-        let n = r.requests();
-        async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            n
-        }
-    };
-    while settled().await != r.requests() {}
+    synced(port).await;
     let listed = r.requests();
     r.edit_service("1a5", "1s0", |s| {
         s["launchConfig"]["labels"]["rancon.tags"] = json!("web,edited");

@@ -13,7 +13,8 @@ use rancon::watch::Wake;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::consul::{Consul, Svc};
-use support::docker::{self, Dockerd, NETWORK, Proxy, free_port, unique};
+use support::docker::{self, Dockerd, NETWORK, Proxy, unique};
+use support::process::free_port;
 
 /// How long anything may take before a test gives up (a deadline, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(60);

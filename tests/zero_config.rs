@@ -8,6 +8,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::consul::Consul;
+use support::process::{Child, free_port};
 use support::rancher::{Project, Rancher, service};
 
 /// One project with two labelled services on host 127.0.0.2, behind HTTP basic auth.
@@ -66,26 +67,13 @@ fn consul_addr(c: &Consul) -> String {
     c.url(0).trim_start_matches("http://").to_string()
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `docker run -e RANCHER_URL=… -e CONSUL_HTTP_ADDR=… rancon` as the Dockerfile writes it: no
 /// arguments, no file; the image's own `RANCON_HTTP__LISTEN` is the only other setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dockerfile_example_runs_a_rancher_source_into_consul() {
     let r = rancher().await;
     let c = Consul::start(1).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut cmd = rancon(
         &[],
         &[

@@ -33,15 +33,6 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A free TCP port on 127.0.0.1 (published ports of test containers).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Why the Engine cannot run here, when it cannot (the tests then fail with this).
 pub fn missing() -> Option<String> {
     for (bin, package) in [("dockerd", "docker.io"), ("busybox", "busybox-static")] {

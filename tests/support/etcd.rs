@@ -1,6 +1,7 @@
 //! A real etcd (Debian's `etcd-server`, installed by `.ci/run`) on free loopback ports with a
 //! temporary data directory, stopped when dropped. Plus a few JSON-gateway helpers.
 
+use super::process::free_port;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -11,14 +12,6 @@ pub struct EtcdServer {
     _dir: tempfile::TempDir,
     pub url: String,
     http: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl EtcdServer {

@@ -6,5 +6,6 @@ pub mod consul_setup;
 pub mod docker;
 pub mod etcd;
 pub mod pki;
+pub mod process;
 pub mod rancher;
 pub mod rancher_events;
