@@ -10,11 +10,23 @@ use support::consul::{Consul, Svc};
 use support::consul_setup::Setup;
 use support::process::{Child, free_port};
 
-/// Waits until `f` holds, for at most 20 s.
+thread_local! {
+    /// The log file of this test's daemon, printed when a wait runs out.
+    static LOG: std::cell::RefCell<Option<std::path::PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Waits until `f` holds, for at most 20 s; else fails with the daemon's log.
 async fn until(what: &str, f: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
-        assert!(Instant::now() < deadline, "never: {what}");
+        if Instant::now() >= deadline {
+            let log = LOG.with(|l| l.borrow().clone());
+            let text = log.map(|p| std::fs::read_to_string(p).unwrap_or_default());
+            panic!(
+                "never: {what}\n--- daemon log ---\n{}",
+                text.unwrap_or_default()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -31,13 +43,22 @@ async fn daemon(c: &Consul, s: &Setup) -> (Child, u16) {
         &format!("interval = \"10m\"\n[http]\nlisten = \"127.0.0.1:{port}\""),
         &format!("url = {:?}", c.url(0)),
     );
+    // Its decisions logged to a file, shown when a test fails (a CI run once saw a hand
+    // deletion never repaired under load; the log says which step did not happen).
+    let log = cfg.with_file_name("rancon.log");
     let child = Child(
         std::process::Command::new(assert_cmd::cargo::cargo_bin("rancon"))
-            .args(["--config", &cfg.display().to_string(), "-q"])
+            .args(["--config", &cfg.display().to_string()])
             .env_remove("RANCON_CONFIG")
+            .env(
+                "RANCON_LOG",
+                "rancon=debug,rancon::backend::consul::watch=trace",
+            )
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
+    LOG.with(|l| *l.borrow_mut() = Some(log));
     until("registered", || c.agent_services(0).len() == 2).await;
     let node = format!("/v1/catalog/node-services/node-{}?", c.ips[0]);
     until("the watch blocks", || {

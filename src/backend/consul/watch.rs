@@ -130,18 +130,27 @@ pub fn next_index(sent: u64, got: u64) -> u64 {
     if got < sent { 0 } else { got.max(1) }
 }
 
+/// What a watch last judged: the owned registrations' digest in an answer, and what the
+/// backend expected then.
+pub type Judged = (u64, Option<u64>);
+
 /// Whether an answer (`now`, the digest of the owned registrations on the node) is drift to
-/// repair: it changed since the last answer (`prev`; foreign churn on the node changes
-/// nothing) and is not what this backend wrote or listed (`expected`; its own writes are no
-/// drift). With expectations unknown, any change counts; the very first answer is only a
+/// repair: it is not what this backend wrote or listed (`expected`; its own writes are no
+/// drift), and the answer and expectation are not the pair judged last (`prev`: foreign churn
+/// on the node, which changes neither, wakes nothing twice). The pair, not the digest alone:
+/// an answer can show a round's first write when the expectation holds only that write, then
+/// the next answer the same digest after the round's second write and a hand deletion of it
+/// (seen in a test run) — unchanged to the watch, yet no longer what is expected. With
+/// expectations unknown, any change of the digest counts; the very first answer is only a
 /// baseline unless expectations already exist.
-pub fn is_drift(prev: Option<u64>, now: u64, expected: Option<u64>) -> bool {
-    let changed = prev != Some(now);
-    let unexpected = match expected {
+pub fn is_drift(prev: Option<Judged>, now: u64, expected: Option<u64>) -> bool {
+    if prev == Some((now, expected)) {
+        return false;
+    }
+    match expected {
         Some(e) => e != now,
-        None => prev.is_some(),
-    };
-    changed && unexpected
+        None => prev.is_some_and(|(p, _)| p != now),
+    }
 }
 
 /// A token bucket: `take` waits until a token is there.
@@ -293,6 +302,7 @@ impl Watcher {
                         tracing::info!(backend = %self.backend, agent = %place, "watch answers again");
                         backoff = Backoff::default();
                     }
+                    tracing::trace!(backend = %self.backend, agent = %place, sent = index, got, digest, ?prev, expected = ?self.expected.digest(&place), "watch answer");
                     index = next_index(index, got);
                     let mut digest = digest;
                     if is_drift(prev, digest, self.expected.digest(&place)) {
@@ -313,7 +323,8 @@ impl Watcher {
                             }
                         }
                     }
-                    if is_drift(prev, digest, self.expected.digest(&place)) {
+                    let expected = self.expected.digest(&place);
+                    if is_drift(prev, digest, expected) {
                         tracing::debug!(backend = %self.backend, agent = %place, "registrations changed under rancon; listing again");
                         let w = Wake::Backend {
                             backend: self.backend.clone(),
@@ -323,7 +334,7 @@ impl Watcher {
                             return;
                         }
                     }
-                    prev = Some(digest);
+                    prev = Some((digest, expected));
                 }
                 Err(e) => {
                     // What changed while the server did not answer shows as a change in the
@@ -423,14 +434,25 @@ mod tests {
         );
         assert!(!is_drift(None, 7, Some(7)));
         assert!(
-            !is_drift(Some(7), 7, Some(8)),
-            "foreign churn: nothing of ours changed"
+            !is_drift(Some((7, Some(8))), 7, Some(8)),
+            "foreign churn after a wake: nothing of ours changed, no second wake"
         );
-        assert!(is_drift(Some(7), 9, Some(7)), "a hand edit");
-        assert!(!is_drift(Some(7), 9, Some(9)), "rancon's own write");
+        assert!(is_drift(Some((7, Some(7))), 9, Some(7)), "a hand edit");
         assert!(
-            is_drift(Some(7), 9, None),
+            !is_drift(Some((7, Some(7))), 9, Some(9)),
+            "rancon's own write"
+        );
+        assert!(
+            is_drift(Some((7, Some(7))), 7, Some(9)),
+            "the same digest, but expected moved on: a write of ours undone unseen"
+        );
+        assert!(
+            is_drift(Some((7, None)), 9, None),
             "unknown expectations: any change"
+        );
+        assert!(
+            !is_drift(Some((7, None)), 7, None),
+            "unknown expectations, nothing changed"
         );
     }
 
