@@ -89,6 +89,16 @@ async fn rounds(port: u16) -> f64 {
         .unwrap_or_else(|| panic!("no rancon_rounds_total in {text}"))
 }
 
+/// Waits until `n` rounds are counted, for at most 20 s: a round's writes are answered (and
+/// seen by the test) before the round ends and is counted.
+async fn rounds_reach(port: u16, n: f64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rounds(port).await < n {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_deleted_by_hand_through_the_agent_api_is_registered_again() {
     let c = Consul::start(1).await;
@@ -125,6 +135,8 @@ async fn a_busy_catalog_with_foreign_churn_causes_no_write_and_no_round() {
     let c = Consul::start(2).await;
     let s = Setup::new();
     let (_d, port) = daemon(&c, &s).await;
+    // Counted from after the first round: its registrations are in before it ends.
+    rounds_reach(port, 1.0, "the first round").await;
     let rounds_before = rounds(port).await;
     let writes_before = c.requests().1;
     let (here, there) = (format!("node-{}", c.ips[0]), format!("node-{}", c.ips[1]));
@@ -192,14 +204,7 @@ async fn a_reload_stops_the_replaced_configurations_watch() {
     })
     .await;
     // The reloaded configuration runs its first round at once; count from after it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rounds(port).await < 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "never: the reloaded configuration's round"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rounds_reach(port, 2.0, "the reloaded configuration's round").await;
     let (reads, before) = (c.reads_matching(&node).len(), rounds(port).await);
     let id = "web-127-0-0-2-8080";
     put(&c, &format!("/v1/agent/service/deregister/{id}"), None).await;
