@@ -256,9 +256,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
     }
     let mut config = loaded.config;
     let status = Arc::new(Status::new(hangup_after(&config)));
-    status
-        .metrics
-        .declare(config.sources.keys(), config.backends.keys());
+    adopt(&status, &config);
     if let Some(addr) = config.http.serve_on()
         && let Err(e) = serve::spawn(addr, status.clone()).await
     {
@@ -341,9 +339,7 @@ pub async fn run(args: &RunArgs) -> ExitCode {
                     pipeline = p;
                     pipeline.write_gate = gate;
                     config = c;
-                    status
-                        .metrics
-                        .declare(config.sources.keys(), config.backends.keys());
+                    adopt(&status, &config);
                     // The old pipeline's watches stop; the new ones resync on connect.
                     watches = start_watches(&pipeline, &wake_tx);
                     // The new configuration applies now, not an `interval` later.
@@ -404,6 +400,16 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// What the status endpoint takes from the running configuration, at start and on every
+/// reload: its components, and how long `/health` waits for a round (a reload that lengthens
+/// `interval` must not leave `/health` failing between two healthy rounds).
+fn adopt(status: &Status, config: &Config) {
+    status
+        .metrics
+        .declare(config.sources.keys(), config.backends.keys());
+    status.set_hangup_after(hangup_after(config));
+}
+
 /// `/health` fails after this long without a completed round.
 fn hangup_after(config: &Config) -> Duration {
     config.http.hangup_after.unwrap_or(
@@ -420,8 +426,10 @@ fn reloaded(args: &ConfigArgs, running: &Config) -> Option<(Config, Pipeline)> {
     let fresh = load_valid(args).and_then(|l| build(&l.config).map(|p| (l.config, p)));
     match fresh {
         Ok((c, p)) => {
+            // `http.hangup_after` applies (`adopt`); where and whether it listens does not.
+            let serving = |h: &crate::config::HttpConfig| (h.enabled, h.listen);
             for (what, changed) in [
-                ("http", c.http != running.http),
+                ("http", serving(&c.http) != serving(&running.http)),
                 ("leader", c.leader != running.leader),
                 (
                     "shutdown_timeout",

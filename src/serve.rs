@@ -16,7 +16,8 @@ pub struct Status {
     started: Instant,
     last_completed: Mutex<Option<Instant>>,
     ready: AtomicBool,
-    hangup_after: Duration,
+    /// Follows the running configuration (a reload can change `interval`).
+    hangup_after: Mutex<Duration>,
     /// The metrics served at `/metrics`.
     pub metrics: Metrics,
 }
@@ -28,7 +29,7 @@ impl Status {
             started: Instant::now(),
             last_completed: Mutex::new(None),
             ready: AtomicBool::new(false),
-            hangup_after,
+            hangup_after: Mutex::new(hangup_after),
             metrics: Metrics::new(),
         }
     }
@@ -39,6 +40,16 @@ impl Status {
         if ok {
             self.ready.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// `/health` fails after this long without a completed round from now on.
+    pub fn set_hangup_after(&self, d: Duration) {
+        *self.hangup_after.lock().expect("status lock") = d;
+    }
+
+    /// How long `/health` waits for a completed round.
+    pub fn hangup_after(&self) -> Duration {
+        *self.hangup_after.lock().expect("status lock")
     }
 
     /// Time since the last completed round (or since start, before the first).
@@ -74,8 +85,8 @@ pub async fn spawn(listen: SocketAddr, status: Arc<Status>) -> std::io::Result<S
 }
 
 async fn health(State(s): State<Arc<Status>>) -> impl IntoResponse {
-    let silence = s.silence();
-    if silence <= s.hangup_after {
+    let (silence, hangup_after) = (s.silence(), s.hangup_after());
+    if silence <= hangup_after {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (
@@ -83,7 +94,7 @@ async fn health(State(s): State<Arc<Status>>) -> impl IntoResponse {
             format!(
                 "no round completed for {}s (hangup_after {}s)\n",
                 silence.as_secs(),
-                s.hangup_after.as_secs()
+                hangup_after.as_secs()
             ),
         )
     }

@@ -329,6 +329,51 @@ fn a_reloaded_configuration_applies_at_once_not_an_interval_later() {
     assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
 }
 
+/// `GET path` on 127.0.0.1:`port`: the answer's status line.
+fn status_line(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: rancon\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// A reload that lengthens `interval` lengthens how long `/health` waits for a round (its
+/// default follows `interval`): the status kept the first configuration's wait, so `/health`
+/// answered 503 between two healthy rounds and an orchestrator would restart a healthy rancon.
+#[test]
+fn a_reload_that_lengthens_the_interval_keeps_health_passing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let top =
+        format!("interval = \"1s\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nhangup_after = \"1s\"");
+    let (mut daemon, cfg) = static_daemon(d, &top);
+    // An hour between rounds, and /health's wait its default (3 h + 1 m).
+    let body = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("interval = \"1s\"", "interval = \"1h\"")
+        .replace("hangup_after = \"1s\"\n", "");
+    fs::write(&cfg, body).unwrap();
+    reload_with_rule(&daemon, &cfg, "long.example");
+    let out = d.join("traefik.toml");
+    wait_for("the reloaded configuration's round", || {
+        fs::read_to_string(&out).is_ok_and(|f| f.contains("long.example"))
+    });
+    // No round for an hour now: past the first configuration's wait (1 s), well within the
+    // reloaded one's. A slower machine only waits longer.
+    std::thread::sleep(Duration::from_millis(2500));
+    let health = status_line(port, "/health");
+    signal(&daemon, "TERM");
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
+    assert!(health.contains(" 200 "), "{health}");
+}
+
 /// A second SIGTERM while the first waits for the round in flight exits at once (status 1),
 /// without the round's writes. The services file is a FIFO: start-up reads it once (to check
 /// it), then the first round opens it and never gets its content, so it stays inside its read.

@@ -120,11 +120,15 @@ impl<V: View> Fetch<'_, V> {
     pub fn complete(mut self, rules: &V::Rules, mut view: V) {
         self.done = true;
         let mut st = self.shared.lock();
+        // A change the view could not store (past its own bound) leaves it short of an item:
+        // kept, but not trusted.
+        let mut overflow = false;
         for (stream, change) in &st.journal {
-            view.apply(rules, stream, change);
+            overflow |= view.apply(rules, stream, change) == Applied::Overflow;
         }
         st.valid = st.epoch == self.epoch
             && !st.journal_full
+            && !overflow
             && view.streams().iter().all(|s| st.connected.contains(*s));
         st.view = Some(view);
         st.end_fetch();
@@ -328,5 +332,23 @@ mod tests {
         assert_eq!(ports(&w), None);
         w.begin_fetch().complete(&(), Items::default());
         assert_eq!(ports(&w), Some(vec![]), "the journal starts over");
+    }
+
+    #[test]
+    fn a_listing_whose_journal_overflows_its_view_is_not_trusted() {
+        let w = Watched::<Items>::default();
+        w.connected("a");
+        w.connected("b");
+        let f = w.begin_fetch();
+        // Four new items journaled; the view holds three (`Items`' bound).
+        for i in 1..=4 {
+            w.apply(&(), "a", (i, 80));
+        }
+        f.complete(&(), Items::default());
+        assert_eq!(
+            ports(&w),
+            None,
+            "a view missing an item it was told of stands in for a listing"
+        );
     }
 }

@@ -349,10 +349,35 @@ impl<'de> serde::de::Visitor<'de> for Values {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(self.0);
-        while let Some(serde::de::IgnoredAny) = map.next_key()? {
-            out.push(map.next_value()?);
+        while let Some(key) = map.next_key::<String>()? {
+            let s: ListedService = map.next_value()?;
+            // Consul keys each entry by its ID (`AgentServices` in agent/agent_endpoint.go:
+            // `agentSvcs[id.ID]`): an answer that does not is not Consul's, and which of the
+            // two names a write would reach is unknown.
+            if s.id != key {
+                return Err(serde::de::Error::custom(format!(
+                    "entry {} holds ID {}",
+                    printable(&key),
+                    printable(&s.id)
+                )));
+            }
+            out.push(s);
         }
+        unique(&mut out).map_err(serde::de::Error::custom)?;
         Ok(out)
+    }
+}
+
+/// Sorts `list` by id and refuses one that names an id twice. Consul holds one service per id
+/// on a node (agent and catalog key them by id), so such an answer contradicts itself: were
+/// one copy ours and one foreign, the foreign one would be deregistered as a moved copy of
+/// ours (`moved_onto_foreign`), and two copies of ours would have one deregister the other.
+/// The place is unknown instead.
+fn unique(list: &mut [ListedService]) -> Result<(), String> {
+    list.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    match list.windows(2).find(|w| w[0].id == w[1].id) {
+        Some(w) => Err(format!("the answer lists ID {} twice", printable(&w[0].id))),
+        None => Ok(()),
     }
 }
 
@@ -360,8 +385,19 @@ impl<'de> serde::de::Visitor<'de> for Values {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NodeServices {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_services")]
     pub services: Option<Vec<ListedService>>,
+}
+
+/// A node's services, each id once (`unique`).
+fn unique_services<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<ListedService>>, D::Error> {
+    let mut list = Option::<Vec<ListedService>>::deserialize(d)?;
+    if let Some(l) = &mut list {
+        unique(l).map_err(serde::de::Error::custom)?;
+    }
+    Ok(list)
 }
 
 /// One element of `GET /v1/catalog/nodes`.
@@ -407,6 +443,23 @@ mod tests {
         ] {
             assert!(super::agent_services(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_answer_naming_an_id_twice_is_refused() {
+        let ours = r#"{"ID": "web-1", "Service": "web", "Tags": ["rancon-x"], "Port": 80}"#;
+        let theirs = r#"{"ID": "web-1", "Service": "web", "Tags": ["other"], "Port": 80}"#;
+        for bad in [
+            format!(r#"{{"web-1": {ours}, "web-1": {theirs}}}"#),
+            format!(r#"{{"web-1": {ours}, "web-2": {theirs}}}"#),
+            format!(r#"{{"other": {ours}}}"#),
+        ] {
+            assert!(super::agent_services(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let node = format!(r#"{{"Services": [{ours}, {theirs}]}}"#);
+        assert!(serde_json::from_str::<super::NodeServices>(&node).is_err());
+        let fine = format!(r#"{{"Services": [{ours}]}}"#);
+        assert!(serde_json::from_str::<super::NodeServices>(&fine).is_ok());
     }
 
     #[test]
