@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::consul::{Consul, Svc};
 use support::consul_setup::Setup;
-use support::process::{Child, free_port};
+use support::process::{Child, free_port, rounds, rounds_reach};
 
 thread_local! {
     /// The log file of this test's daemon, printed when a wait runs out.
@@ -78,32 +78,6 @@ async fn put(c: &Consul, path: &str, body: Option<serde_json::Value>) {
         req = req.json(&b);
     }
     assert!(req.send().await.unwrap().status().is_success());
-}
-
-async fn rounds(port: u16) -> f64 {
-    let text = rancon::http::client(Duration::from_secs(10), &Default::default())
-        .unwrap()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("rancon_rounds_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no rancon_rounds_total in {text}"))
-}
-
-/// Waits until `rancon_rounds_total` (counted when a round ends) is at least `n`, for at most
-/// 20 s.
-async fn rounds_reach(port: u16, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rounds(port).await < n {
-        assert!(Instant::now() < deadline, "never: {n} rounds");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

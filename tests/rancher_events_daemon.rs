@@ -9,7 +9,7 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::consul::Consul;
-use support::process::{Child, free_port};
+use support::process::{Child, free_port, rounds, rounds_reach};
 use support::rancher::{Project, Rancher, service};
 
 fn project() -> Project {
@@ -61,32 +61,6 @@ async fn daemon(r: &Rancher, c: &Consul, dir: &tempfile::TempDir) -> (Child, u16
     })
     .await;
     (child, port)
-}
-
-/// `rancon_rounds_total` (counted when a round ends) of the daemon serving on `port`.
-async fn rounds(port: u16) -> f64 {
-    let text = rancon::http::client(Duration::from_secs(10), &Default::default())
-        .unwrap()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("rancon_rounds_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no rancon_rounds_total in {text}"))
-}
-
-/// Waits until `n` rounds have ended.
-async fn rounds_reach(port: u16, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rounds(port).await < n {
-        assert!(Instant::now() < deadline, "never: {n} rounds");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The subscription's connect asks for a full listing (a `Resync`): once the first round and
