@@ -289,6 +289,20 @@ fn reload_with_rule(daemon: &Child, cfg: &str, host: &str) {
     signal(daemon, "HUP");
 }
 
+/// Waits until the Traefik file carries a router for `host` (a reloaded rule applied).
+fn wait_for_rule(d: &Path, what: &str, host: &str) {
+    let out = d.join("traefik.toml");
+    wait_for(what, || {
+        fs::read_to_string(&out).is_ok_and(|f| f.contains(host))
+    });
+}
+
+/// SIGTERM, and the daemon exits 0.
+fn stop_cleanly(daemon: &mut Child) {
+    signal(daemon, "TERM");
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
+}
+
 #[test]
 fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,10 +310,7 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
     let (mut daemon, cfg) = static_daemon(d, "interval = \"200ms\"");
     // A new rule template in the file: applied after SIGHUP.
     reload_with_rule(&daemon, &cfg, "reloaded.example");
-    let out = d.join("traefik.toml");
-    wait_for("the reloaded rule", || {
-        fs::read_to_string(&out).is_ok_and(|f| f.contains("reloaded.example"))
-    });
+    wait_for_rule(d, "the reloaded rule", "reloaded.example");
     // A broken file: the running configuration stays, and rounds go on.
     fs::write(&cfg, "interval = \"5 parsecs\"\n").unwrap();
     signal(&daemon, "HUP");
@@ -309,8 +320,7 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
         daemon.0.try_wait().unwrap().is_none(),
         "SIGHUP killed the daemon"
     );
-    signal(&daemon, "TERM");
-    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
+    stop_cleanly(&mut daemon);
 }
 
 /// A reload applies at once: with an interval of an hour, the reloaded configuration's round
@@ -321,12 +331,8 @@ fn a_reloaded_configuration_applies_at_once_not_an_interval_later() {
     let d = dir.path();
     let (mut daemon, cfg) = static_daemon(d, "interval = \"1h\"");
     reload_with_rule(&daemon, &cfg, "now.example");
-    let out = d.join("traefik.toml");
-    wait_for("the reloaded rule, well before the hour", || {
-        fs::read_to_string(&out).is_ok_and(|f| f.contains("now.example"))
-    });
-    signal(&daemon, "TERM");
-    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
+    wait_for_rule(d, "the reloaded rule, well before the hour", "now.example");
+    stop_cleanly(&mut daemon);
 }
 
 /// `GET path` on 127.0.0.1:`port`: the answer's status line.
@@ -361,10 +367,7 @@ fn a_reload_that_lengthens_the_interval_keeps_health_passing() {
         .replace("hangup_after = \"1s\"\n", "");
     fs::write(&cfg, body).unwrap();
     reload_with_rule(&daemon, &cfg, "long.example");
-    let out = d.join("traefik.toml");
-    wait_for("the reloaded configuration's round", || {
-        fs::read_to_string(&out).is_ok_and(|f| f.contains("long.example"))
-    });
+    wait_for_rule(d, "the reloaded configuration's round", "long.example");
     // No round for an hour now: past the first configuration's wait (1 s), well within the
     // reloaded one's. A slower machine only waits longer.
     std::thread::sleep(Duration::from_millis(2500));
