@@ -110,17 +110,18 @@ impl Api {
     ) -> Result<Vec<u8>, BackendError> {
         // Not a transient failure: no retry.
         self.token_header()?;
-        crate::http::with_retry(
-            || self.send_once(op, url, make()),
-            |e| match e {
-                BackendError::Transport { .. } => true,
-                BackendError::Http { status, .. } => {
-                    crate::http::transient_status(*status) && !is_unknown_check(e)
-                }
-                _ => false,
-            },
-        )
-        .await
+        crate::http::with_retry(|| self.send_once(op, url, make()), |e| self.retryable(e)).await
+    }
+
+    /// Whether a failed request is worth another attempt.
+    fn retryable(&self, e: &BackendError) -> bool {
+        match e {
+            BackendError::Transport { .. } => true,
+            BackendError::Http { status, .. } => {
+                crate::http::transient_status(*status) && !is_unknown_check(e)
+            }
+            _ => false,
+        }
     }
 
     async fn send_once(
@@ -132,34 +133,50 @@ impl Api {
         self.exchange(op, url, req).await.map(|(_, body)| body)
     }
 
-    /// One request: the answer's headers and body (at most `max_body` bytes) when it is a
-    /// 2xx, else the error named as Consul's conventions say.
+    fn transport(&self, op: &'static str, url: &str, message: String) -> BackendError {
+        BackendError::Transport {
+            backend: self.backend.clone(),
+            op,
+            url: url.to_string(),
+            message,
+        }
+    }
+
+    /// One request: its headers and body (at most `max_body` bytes) when it is a 2xx, else
+    /// the error named as Consul's conventions say.
     async fn exchange(
         &self,
         op: &'static str,
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), BackendError> {
-        let transport = |e: reqwest::Error| BackendError::Transport {
-            backend: self.backend.clone(),
-            op,
-            url: url.to_string(),
-            message: crate::http::describe(&e.without_url()),
-        };
-        let mut resp = req.send().await.map_err(transport)?;
-        let status = resp.status().as_u16();
+        let mut resp = self.respond(op, url, req).await?;
         let headers = std::mem::take(resp.headers_mut());
         let body = crate::http::read_body(&mut resp, self.max_body, false)
             .await
-            .map_err(|e| BackendError::Transport {
-                backend: self.backend.clone(),
-                op,
-                url: url.to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.transport(op, url, e.to_string()))?;
+        Ok((headers, body))
+    }
+
+    /// One request: the answer, its body unread, when it is a 2xx, else the error named as
+    /// Consul's conventions say.
+    async fn respond(
+        &self,
+        op: &'static str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BackendError> {
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport(op, url, crate::http::describe(&e.without_url())))?;
+        let status = resp.status().as_u16();
         if (200..300).contains(&status) {
-            return Ok((headers, body));
+            return Ok(resp);
         }
+        let body = crate::http::read_body(&mut resp, self.max_body, false)
+            .await
+            .map_err(|e| self.transport(op, url, e.to_string()))?;
         // Consul answers errors with a plain-text reason; a proxy in front may echo headers.
         let mut message: String = String::from_utf8_lossy(&body)
             .trim()
@@ -193,6 +210,26 @@ impl Api {
         })
     }
 
+    /// Decodes a 2xx answer's body as it arrives (`http::decode_streamed`).
+    async fn decoded<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        url: &str,
+        resp: reqwest::Response,
+        decode: impl FnOnce(&mut dyn std::io::Read) -> serde_json::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        use crate::http::StreamError;
+        crate::http::decode_streamed(resp, self.max_body, decode)
+            .await
+            .map_err(|e| match e {
+                StreamError::Body(e) => self.transport(op, url, e.to_string()),
+                StreamError::Decode(e) => BackendError::Decode {
+                    what: format!("{op} answer from {url}"),
+                    message: e.to_string(),
+                },
+            })
+    }
+
     /// GET returning JSON.
     pub async fn get<T: DeserializeOwned>(
         &self,
@@ -220,6 +257,33 @@ impl Api {
         })
     }
 
+    /// `get_with` for the largest answers (listings): the body is decoded as it arrives,
+    /// never held whole, by `decode` on a blocking thread (`http::decode_streamed`).
+    pub async fn get_streamed<T, F>(
+        &self,
+        op: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+        decode: F,
+    ) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn std::io::Read) -> serde_json::Result<T> + Clone + Send + 'static,
+    {
+        self.token_header()?;
+        let attempt = || {
+            let (req, decode) = (
+                self.request(&reqwest::Method::GET, url).query(query),
+                decode.clone(),
+            );
+            async move {
+                let resp = self.respond(op, url, req).await?;
+                self.decoded(op, url, resp, decode).await
+            }
+        };
+        crate::http::with_retry(attempt, |e| self.retryable(e)).await
+    }
+
     /// One GET of a blocking query (`query` holds `index` and `wait`), not retried: the caller
     /// paces its loop. Returns the JSON answer and its `X-Consul-Index`. `wait` is added to the
     /// request's timeout with the up-to-`wait/16` the server adds to spread wake-ups
@@ -227,22 +291,23 @@ impl Api {
     /// website/content/api-docs/features/blocking.mdx). An answer without a readable index is
     /// an error, as in Consul's own client (`parseQueryMeta` in api/api.go). `decode` reads
     /// the body (a watch folds it as it decodes, never holding the list).
-    pub async fn get_indexed<T>(
+    pub async fn get_indexed<T: Send + 'static>(
         &self,
         op: &'static str,
         url: &str,
         query: &[(&str, &str)],
         timeout: std::time::Duration,
         wait: std::time::Duration,
-        decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+        decode: impl FnOnce(&mut dyn std::io::Read) -> serde_json::Result<T> + Send + 'static,
     ) -> Result<(T, u64), BackendError> {
         self.token_header()?;
         let req = self
             .request(&reqwest::Method::GET, url)
             .query(query)
             .timeout(timeout + wait + wait / 16);
-        let (headers, body) = self.exchange(op, url, req).await?;
-        let index = headers
+        let resp = self.respond(op, url, req).await?;
+        let index = resp
+            .headers()
             .get("x-consul-index")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -250,10 +315,7 @@ impl Api {
                 what: format!("{op} answer from {url}"),
                 message: "no readable X-Consul-Index header".into(),
             })?;
-        let value = decode(&body).map_err(|e| BackendError::Decode {
-            what: format!("{op} answer from {url}"),
-            message: e.to_string(),
-        })?;
+        let value = self.decoded(op, url, resp, decode).await?;
         Ok((value, index))
     }
 

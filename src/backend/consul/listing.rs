@@ -204,7 +204,7 @@ impl Consul {
             Place::Agent(agent) => {
                 let query: Vec<(&str, &str)> = filter.map(|f| ("filter", f)).into_iter().collect();
                 self.api
-                    .get_with(
+                    .get_streamed(
                         "list services",
                         &wire::url(agent, &["v1", "agent", "services"]),
                         &query,
@@ -217,13 +217,14 @@ impl Consul {
                 query.extend(filter.map(|f| ("filter", f)));
                 let node: Option<wire::NodeServices> = self
                     .api
-                    .get(
+                    .get_streamed(
                         "list services",
                         &wire::url(
                             self.url.as_str(),
                             &["v1", "catalog", "node-services", &self.node],
                         ),
                         &query,
+                        |body| serde_json::from_reader(body),
                     )
                     .await?;
                 Ok(node.and_then(|n| n.services).unwrap_or_default())

@@ -401,11 +401,14 @@ impl Watcher {
         }
         let (digest, got) = self
             .api
-            .get_indexed("watch", &url, &query, self.timeout, WAIT, |body| {
-                use serde::de::DeserializeSeed;
-                let mut d = serde_json::Deserializer::from_slice(body);
-                let digest = Digest(&self.owner_tag).deserialize(&mut d)?;
-                d.end().map(|()| digest)
+            .get_indexed("watch", &url, &query, self.timeout, WAIT, {
+                let tag = self.owner_tag.clone();
+                move |body| {
+                    use serde::de::DeserializeSeed;
+                    let mut d = serde_json::Deserializer::from_reader(body);
+                    let digest = Digest(&tag).deserialize(&mut d)?;
+                    d.end().map(|()| digest)
+                }
             })
             .await?;
         Ok((digest, got))

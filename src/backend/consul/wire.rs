@@ -291,49 +291,22 @@ fn printable(s: &str) -> String {
     }
 }
 
-/// `GET /v1/agent/services`: an object of services by id, read as the list of its values
-/// (the id is in each). Counted first, then decoded into a list of exactly that size: at
-/// 20,000 a map beside it was 5 MiB, and a list grown by doubling 1.6 MiB of spare room (and
-/// twice that while it grew).
-pub fn agent_services(body: &[u8]) -> serde_json::Result<Vec<ListedService>> {
+/// `GET /v1/agent/services`, decoded from the body as it arrives: an object of services by
+/// id, read as the list of its values (the id is in each), never as a map (at 20,000 a map
+/// beside the list was 5 MiB).
+pub fn agent_services(body: &mut dyn std::io::Read) -> serde_json::Result<Vec<ListedService>> {
     use serde::de::DeserializeSeed;
-    let count = serde_json::from_slice::<Count>(body)?.0;
-    let mut d = serde_json::Deserializer::from_slice(body);
-    let list = Values(count).deserialize(&mut d)?;
-    d.end().map(|()| list)
+    let mut d = serde_json::Deserializer::from_reader(body);
+    let mut list = Values.deserialize(&mut d)?;
+    d.end()?;
+    // The count is unknown until the end: give back the room the last doubling left (a large
+    // allocation shrinks in place).
+    list.shrink_to_fit();
+    Ok(list)
 }
 
-/// How many entries an object has.
-struct Count(usize);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Counter;
-        impl<'de> serde::de::Visitor<'de> for Counter {
-            type Value = Count;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of services by id")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Count, A::Error> {
-                let mut n = 0;
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {
-                    n += 1;
-                }
-                Ok(Count(n))
-            }
-        }
-        d.deserialize_map(Counter)
-    }
-}
-
-/// The values of an object, into a list made for `.0` of them.
-struct Values(usize);
+/// The values of an object of services by id.
+struct Values;
 
 impl<'de> serde::de::DeserializeSeed<'de> for Values {
     type Value = Vec<ListedService>;
@@ -348,7 +321,7 @@ impl<'de> serde::de::Visitor<'de> for Values {
         f.write_str("an object of services by id")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(self.0);
+        let mut out = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             let s: ListedService = map.next_value()?;
             // Consul keys each entry by its ID (`AgentServices` in agent/agent_endpoint.go:
@@ -421,27 +394,27 @@ mod tests {
     #[test]
     fn agent_services_decode_into_their_values() {
         let got = super::agent_services(
-            br#"{"a": {"ID": "a", "Service": "web", "Tags": ["rancon-x"], "Port": 80},
-                "b": {"ID": "b", "Service": "db", "Extra": [1], "Meta": {"z": "1", "a": "2"}}}"#,
+            &mut &br#"{"a": {"ID": "a", "Service": "web", "Tags": ["rancon-x"], "Port": 80},
+                "b": {"ID": "b", "Service": "db", "Extra": [1], "Meta": {"z": "1", "a": "2"}}}"#[..],
         )
         .unwrap();
         let ids: Vec<&str> = got.iter().map(|s| s.id()).collect();
         assert_eq!(ids, ["a", "b"]);
-        assert_eq!(got.capacity(), 2, "made for exactly the entries");
+        assert_eq!(got.capacity(), 2, "no spare room kept");
         assert!(got[0].has_tag("rancon-x") && !got[1].has_tag("rancon-x"));
         let meta = got[1].meta.as_ref().unwrap();
         assert_eq!(
             meta.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["a", "z"]
         );
-        assert!(super::agent_services(b"{}").is_ok_and(|s| s.is_empty()));
+        assert!(super::agent_services(&mut &b"{}"[..]).is_ok_and(|s| s.is_empty()));
         for bad in [
             "null",
             "[]",
             r#"{"a": 1}"#,
             r#"{"a": {"ID": "a", "Service": "s"}} x"#,
         ] {
-            assert!(super::agent_services(bad.as_bytes()).is_err(), "{bad}");
+            assert!(super::agent_services(&mut bad.as_bytes()).is_err(), "{bad}");
         }
     }
 
@@ -454,7 +427,7 @@ mod tests {
             format!(r#"{{"web-1": {ours}, "web-2": {theirs}}}"#),
             format!(r#"{{"other": {ours}}}"#),
         ] {
-            assert!(super::agent_services(bad.as_bytes()).is_err(), "{bad}");
+            assert!(super::agent_services(&mut bad.as_bytes()).is_err(), "{bad}");
         }
         let node = format!(r#"{{"Services": [{ours}, {theirs}]}}"#);
         assert!(serde_json::from_str::<super::NodeServices>(&node).is_err());

@@ -1,5 +1,9 @@
 //! The one place that builds HTTP clients: timeouts, TLS (rustls + ring), user agent.
 
+mod stream;
+
+pub use stream::{StreamError, decode_streamed};
+
 use crate::config::ClientTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -150,6 +154,9 @@ pub enum BodyError {
     /// The connection failed mid-body.
     #[error("{}", describe(.0))]
     Transport(#[from] reqwest::Error),
+    /// The body stopped arriving (connection lost, timed out) while it was being decoded.
+    #[error("{0}")]
+    Broken(String),
     /// Longer than allowed: an endless or hostile answer must not take all the memory.
     #[error("response body larger than {limit} bytes (max_response_size)")]
     TooLarge {
