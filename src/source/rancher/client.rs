@@ -1,17 +1,12 @@
 //! The Rancher API over HTTP: authenticated GETs, paginated collections, the projects in scope.
 
 use super::Inner;
+use super::page;
 use super::view::Named;
 use crate::error::SourceError;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::collections::HashSet;
-
-/// One collection item, kept as raw JSON text until the page is done, then decoded into its
-/// own type (and, for warnings, into `Ident`).
-type Item = Box<RawValue>;
 
 /// Page size asked for: the largest Rancher 1.6 serves (3000), so most projects fit in one
 /// page. cattle pages by offset (`processPaginationResult`: `next` = marker `m<offset+limit>`),
@@ -20,47 +15,37 @@ const PAGE_LIMIT: u32 = 3000;
 /// Upper bound on pages of one listing, against servers that keep sending new `next` links.
 const MAX_PAGES: usize = 10_000;
 
-#[derive(Deserialize)]
-struct Collection {
-    #[serde(default)]
-    data: Option<Vec<Item>>,
-    #[serde(default)]
-    pagination: Option<Pagination>,
-}
-
-/// Just enough of any resource to de-duplicate it and name it in warnings.
-#[derive(Deserialize)]
-struct Ident {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Pagination {
-    #[serde(default)]
-    next: Option<String>,
-    /// The server cut the collection short (a limit it enforces): more rows exist.
-    #[serde(default)]
-    partial: bool,
+/// Whether a failed GET is worth another attempt.
+fn retryable(e: &SourceError) -> bool {
+    match e {
+        SourceError::Transport { .. } => true,
+        SourceError::Http { status, .. } => crate::http::transient_status(*status),
+        _ => false,
+    }
 }
 
 impl Inner {
     /// GET with retries of transient failures (see `http::with_retry`).
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
-        crate::http::with_retry(
-            || self.get_once(url),
-            |e| match e {
-                SourceError::Transport { .. } => true,
-                SourceError::Http { status, .. } => crate::http::transient_status(*status),
-                _ => false,
-            },
-        )
-        .await
+        crate::http::with_retry(|| self.get_once(url), retryable).await
     }
 
     async fn get_once<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
+        let mut resp = self.respond(url).await?;
+        let body = crate::http::read_body(&mut resp, self.max_body, false)
+            .await
+            .map_err(|e| SourceError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
+            what: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// One authenticated GET: the answer, its body unread, when it is a 200, else the error.
+    async fn respond(&self, url: &str) -> Result<reqwest::Response, SourceError> {
         let mut req = self.client.get(url).header("Accept", "application/json");
         if !self.access_key.is_empty() {
             let secret = self.secret.get().unwrap_or_default();
@@ -72,12 +57,6 @@ impl Inner {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = crate::http::read_body(&mut resp, self.max_body, false)
-            .await
-            .map_err(|e| SourceError::Transport {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?;
         if status == 401 || status == 403 {
             return Err(SourceError::Unauthorized {
                 url: url.to_string(),
@@ -85,35 +64,65 @@ impl Inner {
                 access_key: self.access_key.clone(),
             });
         }
-        if status != 200 {
-            let message = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    let code = v.get("code")?.as_str()?.to_string();
-                    let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
-                    Some(format!("{code} {msg}").trim().to_string())
-                })
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-            let message = self.scrub(&message);
-            return Err(SourceError::Http {
-                url: url.to_string(),
-                status,
-                message,
-            });
+        if status == 200 {
+            return Ok(resp);
         }
-        serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
-            what: url.to_string(),
-            message: e.to_string(),
+        let body = crate::http::read_body(&mut resp, self.max_body, false)
+            .await
+            .map_err(|e| SourceError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let code = v.get("code")?.as_str()?.to_string();
+                let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
+                Some(format!("{code} {msg}").trim().to_string())
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        Err(SourceError::Http {
+            url: url.to_string(),
+            status,
+            message: self.scrub(&message),
         })
+    }
+
+    /// One page of a collection, with retries of transient failures: its items decoded and
+    /// trimmed one by one straight from the body (`page::PageSeed`), never copied out as raw
+    /// text first, so a page costs its body and what its items keep.
+    async fn page<T, F>(&self, url: &str, trim: &F) -> Result<page::Page<T>, SourceError>
+    where
+        T: DeserializeOwned,
+        F: Fn(&mut T),
+    {
+        let once = || async {
+            let mut resp = self.respond(url).await?;
+            let body = crate::http::read_body(&mut resp, self.max_body, false)
+                .await
+                .map_err(|e| SourceError::Transport {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })?;
+            use serde::de::DeserializeSeed;
+            let mut d = serde_json::Deserializer::from_slice(&body);
+            page::PageSeed::new(trim)
+                .deserialize(&mut d)
+                .and_then(|page| d.end().map(|()| page))
+                .map_err(|e| SourceError::Decode {
+                    what: url.to_string(),
+                    message: e.to_string(),
+                })
+        };
+        crate::http::with_retry(once, retryable).await
     }
 
     /// Every item of a collection, following `pagination.next`; ids seen twice are dropped
     /// and a repeated `next` link ends the listing.
-    /// Items are decoded page by page into `T`, so a page's raw JSON is dropped before the next
-    /// one arrives (at 10,000 services this halves the peak memory). An item that does not
-    /// decode comes back as (its name or id, the error). `trim` drops at once what the caller
-    /// never reads (Rancher's own labels are most of a service), so the listing is never
-    /// held whole.
+    /// Items are decoded page by page, straight from the page's body, and `trim` drops at once
+    /// what the caller never reads (Rancher's own labels are most of a service), so the
+    /// listing is never held whole. An item that does not decode comes back as (its
+    /// name or id, the error).
     pub(super) async fn list<T: DeserializeOwned>(
         &self,
         first: String,
@@ -135,28 +144,14 @@ impl Inner {
             if seen.len() > MAX_PAGES {
                 return Err(incomplete(format!("more than {MAX_PAGES} pages")));
             }
-            let page: Collection = self.get(&url).await?;
+            let page = self.page(&url, &trim).await?;
             let data = page.data.ok_or_else(|| SourceError::Decode {
                 what: url.clone(),
                 message: "collection has no `data` array".into(),
             })?;
-            for item in data {
-                let ident = serde_json::from_str::<Ident>(item.get()).ok();
-                let id = ident.as_ref().and_then(|i| i.id.clone());
+            for (id, item) in data {
                 if id.is_none_or(|id| ids.insert(id)) {
-                    out.push(
-                        serde_json::from_str::<T>(item.get())
-                            .map(|mut t| {
-                                trim(&mut t);
-                                t
-                            })
-                            .map_err(|e| {
-                                let label = ident
-                                    .and_then(|i| i.name.or(i.id))
-                                    .unwrap_or_else(|| "?".into());
-                                (label, e.to_string())
-                            }),
-                    );
+                    out.push(item);
                 }
             }
             let pagination = page.pagination;

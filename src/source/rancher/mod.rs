@@ -7,12 +7,13 @@
 mod client;
 mod config;
 mod events;
+mod page;
 mod state;
 mod view;
 
 pub use config::{EndpointKind, RancherSourceConfig};
 
-use super::{Naming, Source};
+use super::{Naming, Sink, Source};
 use crate::config::Common;
 use crate::config::secret::SecretSource;
 use crate::error::{BuildError, Skip, SourceError};
@@ -131,8 +132,9 @@ impl Inner {
         };
         let (stacks, services, containers) = futures::future::try_join3(
             self.list::<Named>(self.collection_url(&url, stacks_coll), |_| {}),
-            self.list::<Service>(self.collection_url(&url, "services"), |s| {
-                s.trim(&self.rules)
+            self.list::<Service>(self.collection_url(&url, "services"), {
+                let trim = view::Trim::of(&self.rules);
+                move |s: &mut Service| s.trim(&trim)
             }),
             async {
                 match self.rules.endpoints {
@@ -183,6 +185,12 @@ impl Source for RancherSource {
     }
 
     async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError> {
+        let mut endpoints = Vec::new();
+        let (_, skipped) = self.fetch_each(&mut |ep| endpoints.push(ep)).await?;
+        Ok((endpoints, skipped))
+    }
+
+    async fn fetch_each(&self, sink: &mut Sink<'_>) -> Result<(usize, Vec<Skip>), SourceError> {
         let inner = &self.0;
         // Begun before the first request: a change received from here on is re-applied to
         // this listing's view.
@@ -194,10 +202,16 @@ impl Source for RancherSource {
                 views.push(inner.project_view(project, environment).await?);
             }
         }
-        let mut endpoints = Vec::new();
-        let mut skipped = Vec::new();
+        let (mut count, mut skipped) = (0, Vec::new());
         for v in &views {
-            v.endpoints(&inner.rules, &mut endpoints, &mut skipped);
+            v.endpoints(
+                &inner.rules,
+                &mut |ep| {
+                    count += 1;
+                    sink(ep)
+                },
+                &mut skipped,
+            );
         }
         if inner.shared.watched.watching() {
             let urls: Vec<String> = views.iter().map(|v| v.url.clone()).collect();
@@ -210,7 +224,7 @@ impl Source for RancherSource {
             });
             fetch.complete(&inner.rules, state::Projects(views));
         }
-        Ok((endpoints, skipped))
+        Ok((count, skipped))
     }
 
     fn watch(&self, wake: WakeTx) -> Option<tokio::task::JoinHandle<()>> {

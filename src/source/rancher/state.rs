@@ -30,7 +30,7 @@ impl View for Projects {
     fn endpoints(&self, rules: &Rules) -> (Vec<Endpoint>, Vec<Skip>) {
         let (mut eps, mut skipped) = (Vec::new(), Vec::new());
         for v in &self.0 {
-            v.endpoints(rules, &mut eps, &mut skipped);
+            v.endpoints(rules, &mut |ep| eps.push(ep), &mut skipped);
         }
         (eps, skipped)
     }

@@ -86,11 +86,13 @@ impl Service {
     /// Drops what the derivation never reads, so the view holds less than the listing: labels
     /// outside the prefix (Rancher's own `io.rancher.*` are most of them), and the addresses of
     /// the other endpoint kind.
-    pub(super) fn trim(&mut self, rules: &Rules) {
-        let prefix = rules.naming.prefix.to_ascii_lowercase();
+    pub(super) fn trim(&mut self, rules: &Trim) {
+        let prefix = &rules.prefix;
         let ours = |k: &String| {
             let k = k.to_ascii_lowercase();
-            k == prefix || k.strip_prefix(&prefix).is_some_and(|r| r.starts_with('.'))
+            *k == *prefix
+                || k.strip_prefix(prefix.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
         };
         let configs = self
             .launch_config
@@ -112,6 +114,24 @@ impl Service {
                 self.secondary_launch_configs = None;
             }
             EndpointKind::Internal => self.public_endpoints = None,
+        }
+    }
+}
+
+/// What `Service::trim` keeps: the labels under the prefix and one kind of address. Owned, so
+/// a listing's decoder thread can trim items as they arrive.
+#[derive(Clone)]
+pub(super) struct Trim {
+    /// The label prefix, lower-case.
+    prefix: String,
+    endpoints: EndpointKind,
+}
+
+impl Trim {
+    pub(super) fn of(rules: &Rules) -> Self {
+        Self {
+            prefix: rules.naming.prefix.to_ascii_lowercase(),
+            endpoints: rules.endpoints,
         }
     }
 }
@@ -261,12 +281,13 @@ impl ProjectView {
                 Ok((c.id.clone(), c))
             })
             .collect::<Result<_, SourceError>>()?;
+        let trim = Trim::of(rules);
         let services = services
             .into_iter()
             .enumerate()
             .map(|(i, s)| match s {
                 Ok(mut s) => {
-                    s.trim(rules);
+                    s.trim(&trim);
                     (Key::new(&s.id), Ok(s))
                 }
                 // Not an id a service can have: never replaced by an event.
@@ -314,7 +335,7 @@ impl ProjectView {
             match change.clone() {
                 Resource::Stack(s) => drop(self.stacks.insert(id, s.name.unwrap_or(s.id))),
                 Resource::Service(mut s) => {
-                    s.trim(rules);
+                    s.trim(&Trim::of(rules));
                     drop(self.services.insert(key, Ok(*s)))
                 }
                 Resource::Container(mut c) => {
@@ -361,14 +382,14 @@ impl ProjectView {
         let (mut eps, mut skipped) = (Vec::new(), Vec::new());
         for k in keys {
             if let Some(s) = self.services.get(k) {
-                self.service_endpoints(rules, s, &mut eps, &mut skipped);
+                self.service_endpoints(rules, s, &mut |ep| eps.push(ep), &mut skipped);
             }
         }
         (eps, skipped)
     }
 
     /// Every endpoint of the project, and what could not be used.
-    pub fn endpoints(&self, rules: &Rules, out: &mut Vec<Endpoint>, skipped: &mut Vec<Skip>) {
+    pub fn endpoints(&self, rules: &Rules, out: &mut dyn FnMut(Endpoint), skipped: &mut Vec<Skip>) {
         for s in self.services.values() {
             self.service_endpoints(rules, s, out, skipped);
         }
@@ -378,7 +399,7 @@ impl ProjectView {
         &self,
         rules: &Rules,
         svc: &Result<Service, Undecoded>,
-        endpoints: &mut Vec<Endpoint>,
+        endpoints: &mut dyn FnMut(Endpoint),
         skipped: &mut Vec<Skip>,
     ) {
         let environment = &self.environment;
@@ -490,7 +511,7 @@ impl ProjectView {
             props.insert("port".into(), port.to_string());
             let labels = config.labels.as_ref().unwrap_or(&empty);
             match rules.naming.endpoint(&rules.source, props, labels, false) {
-                Ok(Some(ep)) => endpoints.push(ep),
+                Ok(Some(ep)) => endpoints(ep),
                 Ok(None) => {}
                 Err(s) => skipped.push(s),
             }
@@ -542,7 +563,7 @@ mod tests {
         .unwrap();
         let count = |v: &ProjectView| {
             let (mut eps, mut sk) = (vec![], vec![]);
-            v.endpoints(&rules, &mut eps, &mut sk);
+            v.endpoints(&rules, &mut |ep| eps.push(ep), &mut sk);
             eps.len()
         };
         for i in 0..MAX_ADDED {
