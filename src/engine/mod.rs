@@ -94,33 +94,17 @@ pub fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Ve
     render_all(be, endpoints)
 }
 
-/// `desired` over endpoints given by reference or by value; given by value, each endpoint is
-/// dropped once rendered, so a round's endpoints and registrations are never all held
-/// together (at 20,000 services the endpoints' properties are 11 MiB).
+/// `desired` over endpoints given by reference or by value.
 fn render_all<E: std::borrow::Borrow<Endpoint>>(
     be: &dyn Backend,
     endpoints: impl IntoIterator<Item = E>,
 ) -> (RegistrationMap, Vec<Skip>) {
-    let name = be.name();
     let mut desired = RegistrationMap::new();
     let mut skipped = Vec::new();
     for ep in endpoints {
         let ep = ep.borrow();
-        if !feeds(be, &ep.source) {
-            continue;
-        }
-        match be.render(ep) {
-            Ok(reg) => {
-                if let Some(prev) = desired.get(&reg.id) {
-                    tracing::warn!(backend = name, id = %reg.id, endpoint = %ep.describe(), "duplicate id (also {}); keeping the first", prev.name);
-                    continue;
-                }
-                desired.insert(reg.id.clone(), reg);
-            }
-            Err(skip) => {
-                tracing::warn!(backend = name, "{skip}");
-                skipped.push(skip);
-            }
+        if feeds(be, &ep.source) {
+            render_into(be, ep, &mut desired, &mut skipped);
         }
     }
     (desired, skipped)
@@ -139,14 +123,64 @@ fn listing_foreign(
         .collect()
 }
 
-/// What the sources gave this round.
+/// What the sources gave this round, rendered for each backend in scope.
 #[derive(Default)]
 struct Fetched {
     outcomes: Vec<SourceOutcome>,
-    endpoints: Vec<Endpoint>,
+    /// Per backend (in the order given to `fetch`): its desired registrations and the
+    /// endpoints it could not render.
+    wanted: Vec<(RegistrationMap, Vec<Skip>)>,
     /// Sources whose listing is not the whole truth: failed, or with items they could not
     /// read (a malformed service, a bad label). What they held is unknown, never empty.
     incomplete: BTreeSet<String>,
+}
+
+/// One source's endpoints rendered for every backend that reads it, as they arrive: an
+/// endpoint is dropped once rendered, so a listing's endpoints are never all held.
+struct Rendering<'a> {
+    backends: &'a [&'a dyn Backend],
+    wanted: Vec<(RegistrationMap, Vec<Skip>)>,
+}
+
+impl<'a> Rendering<'a> {
+    fn new(backends: &'a [&'a dyn Backend]) -> Self {
+        Self {
+            backends,
+            wanted: backends.iter().map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn add(&mut self, ep: Endpoint) {
+        for (be, (desired, skipped)) in self.backends.iter().zip(&mut self.wanted) {
+            if feeds(*be, &ep.source) {
+                render_into(*be, &ep, desired, skipped);
+            }
+        }
+    }
+}
+
+/// Renders one endpoint for `be` into `desired` (the first of two with one id wins), or
+/// records why it cannot be.
+fn render_into(
+    be: &dyn Backend,
+    ep: &Endpoint,
+    desired: &mut RegistrationMap,
+    skipped: &mut Vec<Skip>,
+) {
+    let name = be.name();
+    match be.render(ep) {
+        Ok(reg) => {
+            if let Some(prev) = desired.get(&reg.id) {
+                tracing::warn!(backend = name, id = %reg.id, endpoint = %ep.describe(), "duplicate id (also {}); keeping the first", prev.name);
+                return;
+            }
+            desired.insert(reg.id.clone(), reg);
+        }
+        Err(skip) => {
+            tracing::warn!(backend = name, "{skip}");
+            skipped.push(skip);
+        }
+    }
 }
 
 /// A backend's round up to its writes.
@@ -165,15 +199,11 @@ impl Pipeline {
         self.write_gate.as_ref().is_some_and(|g| !g.open())
     }
 
-    /// Lists the sources the backends in `scope` read (a watched view stands in for the
-    /// listing when `scope.cached`). `loud` logs skipped items (the confirmation listing does
-    /// not repeat the warnings).
-    async fn fetch(&self, loud: bool, scope: &Scope) -> Fetched {
-        let wanted = |s: &dyn Source| {
-            self.backends
-                .iter()
-                .any(|be| scope.has(be.as_ref()) && feeds(be.as_ref(), s.name()))
-        };
+    /// Lists the sources `backends` read (a watched view stands in for the listing when
+    /// `scope.cached`), rendering each endpoint for them as it arrives. `loud` logs skipped
+    /// items (the confirmation listing does not repeat the warnings).
+    async fn fetch(&self, loud: bool, scope: &Scope, backends: &[&dyn Backend]) -> Fetched {
+        let wanted = |s: &dyn Source| backends.iter().any(|be| feeds(*be, s.name()));
         let fetched = futures::future::join_all(
             self.sources
                 .iter()
@@ -181,21 +211,29 @@ impl Pipeline {
                 .map(|s| {
                     let span = tracing::info_span!("source", name = s.name());
                     async move {
+                        let mut rendering = Rendering::new(backends);
                         let view = if scope.cached { s.current() } else { None };
                         let got = match view {
-                            Some(v) => Ok(v),
-                            None => s.fetch().await,
+                            Some((eps, skipped)) => {
+                                let n = eps.len();
+                                eps.into_iter().for_each(|ep| rendering.add(ep));
+                                Ok((n, skipped))
+                            }
+                            None => s.fetch_each(&mut |ep| rendering.add(ep)).await,
                         };
-                        (s.name().to_string(), got)
+                        (s.name().to_string(), got, rendering.wanted)
                     }
                     .instrument(span)
                 }),
         )
         .await;
-        let mut out = Fetched::default();
-        for (name, result) in fetched {
+        let mut out = Fetched {
+            wanted: backends.iter().map(|_| Default::default()).collect(),
+            ..Default::default()
+        };
+        for (name, result, rendered) in fetched {
             match result {
-                Ok((eps, skipped)) => {
+                Ok((count, skipped)) => {
                     for s in skipped.iter().filter(|_| loud) {
                         tracing::warn!(source = %name, "{s}");
                     }
@@ -204,11 +242,28 @@ impl Pipeline {
                     }
                     out.outcomes.push(SourceOutcome {
                         source: name,
-                        endpoints: eps.len(),
+                        endpoints: count,
                         skipped,
                         error: None,
                     });
-                    out.endpoints.extend(eps);
+                    // Sources in config order: of two with one id, the first source's wins.
+                    for (be, ((all, all_skipped), (mine, mine_skipped))) in
+                        backends.iter().zip(out.wanted.iter_mut().zip(rendered))
+                    {
+                        all_skipped.extend(mine_skipped);
+                        if all.is_empty() {
+                            *all = mine;
+                            continue;
+                        }
+                        for (id, reg) in mine {
+                            match all.get(&id) {
+                                Some(prev) => {
+                                    tracing::warn!(backend = be.name(), id = %id, "duplicate id (also {}); keeping the first", prev.name);
+                                }
+                                None => drop(all.insert(id, reg)),
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::error!(source = %name, error = %e, "source failed; its backends deregister nothing this round");
@@ -233,30 +288,17 @@ impl Pipeline {
     /// Runs one round over `scope`: the backends it names (all by default), from listings or
     /// watched views.
     pub async fn round_in(&self, opts: RoundOptions, scope: &Scope) -> RoundReport {
-        let Fetched {
-            outcomes: sources,
-            endpoints,
-            incomplete,
-        } = self.fetch(true, scope).await;
         let backends: Vec<&dyn Backend> = self
             .backends
             .iter()
             .map(|b| b.as_ref())
             .filter(|b| scope.has(*b))
             .collect();
-        // Render every backend's registrations first and let the endpoints go: at 10,000
-        // services their property maps are a third of the round's peak memory. The last
-        // backend takes them by value and drops each as it renders it.
-        let mut wanted: Vec<(RegistrationMap, Vec<Skip>)> = Vec::with_capacity(backends.len());
-        let mut endpoints = Some(endpoints);
-        for (i, be) in backends.iter().enumerate() {
-            wanted.push(if i + 1 == backends.len() {
-                render_all(*be, endpoints.take().unwrap_or_default())
-            } else {
-                desired(*be, endpoints.as_deref().unwrap_or_default())
-            });
-        }
-        drop(endpoints);
+        let Fetched {
+            outcomes: sources,
+            wanted,
+            incomplete,
+        } = self.fetch(true, scope, &backends).await;
         // Backends are independent: one slow registry does not delay the others.
         let incomplete = &incomplete;
         let mut prepared = futures::future::join_all(backends.iter().zip(wanted).map(
@@ -370,20 +412,21 @@ impl Pipeline {
         };
         let rounds = if scope.cached { 2 } else { 1 };
         for _ in 0..rounds {
-            let again = self.fetch(false, &listed).await;
-            self.keep_listed(backends, prepared, &again);
+            let again = self.fetch(false, &listed, backends).await;
+            self.keep_listed(backends, prepared, again);
         }
     }
 
     /// Takes back every deregistration of an id `again` still lists (or all of a backend's,
     /// when `again` is incomplete for it).
-    fn keep_listed(&self, backends: &[&dyn Backend], prepared: &mut [Prepared], again: &Fetched) {
-        for (be, prep) in backends.iter().zip(prepared.iter_mut()) {
+    fn keep_listed(&self, backends: &[&dyn Backend], prepared: &mut [Prepared], again: Fetched) {
+        for ((be, prep), (still, skipped)) in
+            backends.iter().zip(prepared.iter_mut()).zip(again.wanted)
+        {
             let Some(plan) = prep.plan.as_mut().filter(|p| !p.deregister.is_empty()) else {
                 continue;
             };
             let name = be.name();
-            let (still, skipped) = desired(*be, &again.endpoints);
             if again.incomplete.iter().any(|s| feeds(*be, s)) || !skipped.is_empty() {
                 tracing::warn!(
                     backend = name,

@@ -16,6 +16,9 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Where a source hands its endpoints, one at a time.
+pub type Sink<'a> = dyn FnMut(Endpoint) + Send + 'a;
+
 /// A place services come from.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -24,6 +27,16 @@ pub trait Source: Send + Sync {
     /// Lists every selected endpoint. An error means "unknown", never "empty".
     /// Endpoints that cannot be used are returned in the second list, each with its reason.
     async fn fetch(&self) -> Result<(Vec<Endpoint>, Vec<Skip>), SourceError>;
+    /// `fetch`, handing each endpoint to `sink` as soon as it is made instead of collecting
+    /// them, so a round renders each and lets it go (at 20,000 services a listing's endpoints
+    /// are 11 MiB held together). Returns how many there were, and the skipped items. On an
+    /// error, what `sink` was given is not the whole listing.
+    async fn fetch_each(&self, sink: &mut Sink<'_>) -> Result<(usize, Vec<Skip>), SourceError> {
+        let (endpoints, skipped) = self.fetch().await?;
+        let n = endpoints.len();
+        endpoints.into_iter().for_each(sink);
+        Ok((n, skipped))
+    }
     /// Starts watching the orchestrator for changes, if this source can (`None`: it cannot or
     /// is not configured to). The task keeps the view `current` returns up to date and sends a
     /// `Wake::Source` per applied event, and a `Wake::Resync` after every (re)connect: events
