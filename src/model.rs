@@ -222,6 +222,21 @@ pub fn shrunk(meta: Meta) -> Meta {
 /// Registrations keyed by id, ordered so plans and snapshots are stable.
 pub type RegistrationMap = BTreeMap<String, Registration>;
 
+/// `map` rebuilt with full B-tree nodes. A map filled one insert at a time keeps its nodes
+/// half (ascending ids, as a listing comes) to two-thirds (random) full, since a full node is
+/// split in the middle: at 20,000 registrations 2 MiB more than the entries. `append` into a
+/// non-empty map builds the result in bulk from the two sorted sequences, freeing old nodes
+/// as it goes, so nothing (no list of all entries, no sort buffer) is held beside the map.
+pub fn packed(mut map: RegistrationMap) -> RegistrationMap {
+    let Some((id, reg)) = map.pop_first() else {
+        return map;
+    };
+    let mut out = RegistrationMap::new();
+    out.insert(id, reg);
+    out.append(&mut map);
+    out
+}
+
 /// A set of tags kept as a sorted list without duplicates: a registration carries a handful,
 /// and a `BTreeSet` allocates a 280-byte node for even one (at 20,000 registrations, 5 MiB
 /// per map of them).

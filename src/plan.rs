@@ -49,15 +49,30 @@ pub fn plan(desired: &RegistrationMap, actual: &RegistrationMap) -> Plan {
 /// engine's form: at 10,000 services a copy is a fifth of the round's memory). Also returns
 /// the desired registrations that need no write, for backends that refresh them (TTL checks).
 pub fn plan_owned(desired: RegistrationMap, actual: &RegistrationMap) -> (Plan, RegistrationMap) {
-    // Collected in id order, then built in bulk: cheaper than 10,000 single inserts.
-    let mut unchanged = Vec::new();
+    plan_owned_keeping(desired, actual, |_| true)
+}
+
+/// `plan_owned`, returning only the unchanged registrations `keep` accepts (those the
+/// backend refreshes); the others are dropped as the merge passes them, so a steady round
+/// never holds a second copy of every registration to hand to a backend that ignores it.
+pub fn plan_owned_keeping(
+    desired: RegistrationMap,
+    actual: &RegistrationMap,
+    keep: impl Fn(&Registration) -> bool,
+) -> (Plan, RegistrationMap) {
+    // Inserted in id order, then packed: no list of all of them and no sort buffer beside.
+    let mut unchanged = RegistrationMap::new();
     let p = merge(
         desired.into_iter(),
         actual,
         |id, reg| (id, reg),
-        |id, reg| unchanged.push((id, reg)),
+        |id, reg| {
+            if keep(&reg) {
+                unchanged.insert(id, reg);
+            }
+        },
     );
-    (p, unchanged.into_iter().collect())
+    (p, crate::model::packed(unchanged))
 }
 
 /// The one merge pass behind both forms: `own` turns a desired entry into one the plan keeps,

@@ -118,7 +118,22 @@ proptest! {
         prop_assert_eq!(&owned, &borrowed);
         // The unchanged ones are exactly the desired ids that needed no write.
         let expect: BTreeSet<_> = d.keys().filter(|id| a.contains_key(*id) && !borrowed.update.contains_key(*id)).collect();
-        prop_assert_eq!(unchanged.keys().collect::<BTreeSet<_>>(), expect);
+        prop_assert_eq!(unchanged.keys().collect::<BTreeSet<_>>(), expect.clone());
+        // Keeping only some of them (what a backend refreshes): the same plan, and of the
+        // unchanged exactly those kept, whole.
+        let keep = |r: &rancon::model::Registration| r.port % 2 == 0;
+        let (kept_plan, kept) = rancon::plan::plan_owned_keeping(d.clone(), &a, keep);
+        prop_assert_eq!(&kept_plan, &borrowed);
+        let want: BTreeSet<_> = expect.into_iter().filter(|id| keep(&d[*id])).collect();
+        prop_assert_eq!(kept.keys().collect::<BTreeSet<_>>(), want);
+        for (id, r) in &kept {
+            prop_assert_eq!(r, &d[id]);
+        }
+    }
+
+    #[test]
+    fn a_packed_map_holds_the_same_entries(d in arb_map()) {
+        prop_assert_eq!(rancon::model::packed(d.clone()), d);
     }
 
     #[test]

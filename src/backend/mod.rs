@@ -64,8 +64,14 @@ pub trait Backend: Send + Sync {
     async fn probe(&self, desired: &RegistrationMap) -> Result<Listing, BackendError> {
         self.list(desired).await
     }
+    /// Whether `apply` refreshes `reg` every round even when it needs no write (a TTL check);
+    /// only those are kept for it in `unchanged`.
+    fn refreshes(&self, _reg: &Registration) -> bool {
+        false
+    }
     /// Performs the plan's writes, and per-round refreshes (TTL checks) of `unchanged`, the
-    /// desired registrations that need no write; `actual` is what `list` returned this round.
+    /// desired registrations that need no write and that `refreshes` asked for; `actual` is
+    /// what `list` returned this round.
     /// Called every round that is not a dry run.
     async fn apply(
         &self,

@@ -8,7 +8,7 @@ pub use report::{BackendFailure, BackendOutcome, RoundReport, SourceOutcome, Tot
 use crate::backend::Backend;
 use crate::error::{Skip, SkipKind};
 use crate::model::{Endpoint, RegistrationMap};
-use crate::plan::plan_owned;
+use crate::plan::plan_owned_keeping;
 use crate::source::Source;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -277,6 +277,9 @@ impl Pipeline {
                 }
             }
         }
+        for (desired, _) in &mut out.wanted {
+            *desired = crate::model::packed(std::mem::take(desired));
+        }
         out
     }
 
@@ -349,7 +352,7 @@ impl Pipeline {
                     }
                     out.failures.push(BackendFailure::Partial(listing.partial));
                 }
-                (listing.regs, listing.foreign)
+                (crate::model::packed(listing.regs), listing.foreign)
             }
             Err(e) => {
                 tracing::error!(backend = name, error = %e, "cannot list registrations");
@@ -369,7 +372,7 @@ impl Pipeline {
                 reason,
             });
         }
-        let (mut p, unchanged) = plan_owned(desired, &actual);
+        let (mut p, unchanged) = plan_owned_keeping(desired, &actual, |r| be.refreshes(r));
         let incomplete = incomplete_sources.iter().any(|s| feeds(be, s)) || unrendered;
         if incomplete && !p.deregister.is_empty() {
             tracing::warn!(

@@ -427,6 +427,10 @@ impl Backend for Consul {
         })
     }
 
+    fn refreshes(&self, reg: &Registration) -> bool {
+        self.check == CheckMode::Source && self.mode == ConsulMode::Agent && reg.health.is_some()
+    }
+
     async fn apply(
         &self,
         unchanged: &RegistrationMap,
