@@ -9,14 +9,8 @@ enum Place<'a> {
     Catalog,
 }
 
-/// What one listing of a place found.
-#[derive(Default)]
-struct Found {
-    /// This owner's registrations there.
-    regs: Vec<Registration>,
-    /// Desired ids held there by someone else, with who holds them.
-    foreign: Vec<(String, String)>,
-}
+use super::found::{Found, Keep, Sorter};
+use std::sync::Arc;
 
 /// Up to this many missing ids are asked for by id (`ID == "a" or ...`); more, and the place
 /// is read whole (one request either way).
@@ -194,40 +188,41 @@ impl Consul {
         }
     }
 
-    /// Services at a place, all or those `filter` selects.
+    /// What a place holds, all or what `filter` selects, sorted as the answer is decoded.
     async fn read(
         &self,
         place: &Place<'_>,
         filter: Option<&str>,
-    ) -> Result<Vec<wire::ListedService>, BackendError> {
+        keep: Keep,
+    ) -> Result<Found, BackendError> {
+        let refused = |what: String, message: String| BackendError::Decode { what, message };
         match place {
             Place::Agent(agent) => {
                 let query: Vec<(&str, &str)> = filter.map(|f| ("filter", f)).into_iter().collect();
+                let url = wire::url(agent, &["v1", "agent", "services"]);
                 self.api
-                    .get_streamed(
-                        "list services",
-                        &wire::url(agent, &["v1", "agent", "services"]),
-                        &query,
-                        wire::agent_services,
-                    )
+                    .get_streamed("list services", &url, &query, move |body| {
+                        super::found::agent_answer(body, Sorter::new(keep.clone()))
+                    })
                     .await
             }
             Place::Catalog => {
                 let mut query = self.api.dc();
                 query.extend(filter.map(|f| ("filter", f)));
+                let url = wire::url(
+                    self.url.as_str(),
+                    &["v1", "catalog", "node-services", &self.node],
+                );
                 let node: Option<wire::NodeServices> = self
                     .api
-                    .get_streamed(
-                        "list services",
-                        &wire::url(
-                            self.url.as_str(),
-                            &["v1", "catalog", "node-services", &self.node],
-                        ),
-                        &query,
-                        |body| serde_json::from_reader(body),
-                    )
+                    .get_streamed("list services", &url, &query, |body| {
+                        serde_json::from_reader(body)
+                    })
                     .await?;
-                Ok(node.and_then(|n| n.services).unwrap_or_default())
+                let list = node.and_then(|n| n.services).unwrap_or_default();
+                Sorter::new(keep)
+                    .all(list)
+                    .map_err(|m| refused(format!("list services answer from {url}"), m))
             }
         }
     }
@@ -244,58 +239,49 @@ impl Consul {
         first: bool,
         held: Option<&BTreeSet<String>>,
     ) -> Result<Found, BackendError> {
-        let (services, asked): (_, BTreeSet<&str>) = if first && !want.is_empty() {
-            (
-                self.read(place, None).await?,
-                want.iter().copied().collect(),
-            )
-        } else {
-            let still: Vec<&str> = match held {
-                Some(h) if !h.is_empty() => {
-                    want.iter().copied().filter(|id| h.contains(*id)).collect()
-                }
-                _ => Vec::new(),
-            };
-            let mut filter = Some(format!("\"{}\" in Tags", self.owner_tag));
-            if !still.is_empty() {
-                filter =
-                    id_filter(&still).map(|ids| format!("{} or {ids}", filter.unwrap_or_default()));
-            }
-            let mut services = self.read(place, filter.as_deref()).await?;
-            let mut asked: BTreeSet<&str> = still.into_iter().collect();
-            let missing: Vec<&str> = {
-                let have: BTreeSet<&str> = services.iter().map(|s| s.id()).collect();
-                want.iter()
-                    .copied()
-                    .filter(|id| !have.contains(id) && !asked.contains(id))
-                    .collect()
-            };
-            if !missing.is_empty() {
-                let more = self.read(place, id_filter(&missing).as_deref()).await?;
-                let missing: BTreeSet<&str> = missing.into_iter().collect();
-                services.extend(more.into_iter().filter(|s| missing.contains(s.id())));
-                asked.extend(missing);
-            }
-            (services, asked)
-        };
         let location = match place {
             Place::Agent(a) => Some(*a),
             Place::Catalog => None,
         };
-        // Sized once: most of what the place answers is ours (a doubled Vec of 20,000
-        // registrations left 1.7 MiB unused at the round's peak).
-        let mut found = Found {
-            regs: Vec::with_capacity(services.len()),
-            foreign: Vec::new(),
+        let sorter = |asked: BTreeSet<String>, only_asked: bool| Keep {
+            owner_tag: self.owner_tag.clone(),
+            location: location.map(str::to_string),
+            asked: Arc::new(asked),
+            only_asked,
         };
-        for s in services {
-            if s.has_tag(&self.owner_tag) {
-                found
-                    .regs
-                    .extend(s.into_registration(&self.owner_tag, location));
-            } else if asked.contains(s.id()) {
-                found.foreign.push((s.id().to_string(), s.holder()));
-            }
+        if first && !want.is_empty() {
+            let asked = want.iter().map(|s| s.to_string()).collect();
+            return self.read(place, None, sorter(asked, false)).await;
+        }
+        let still: Vec<&str> = match held {
+            Some(h) if !h.is_empty() => want.iter().copied().filter(|id| h.contains(*id)).collect(),
+            _ => Vec::new(),
+        };
+        let mut filter = Some(format!("\"{}\" in Tags", self.owner_tag));
+        if !still.is_empty() {
+            filter =
+                id_filter(&still).map(|ids| format!("{} or {ids}", filter.unwrap_or_default()));
+        }
+        let asked: BTreeSet<String> = still.iter().map(|s| s.to_string()).collect();
+        let mut found = self
+            .read(place, filter.as_deref(), sorter(asked, false))
+            .await?;
+        let missing: Vec<&str> = {
+            let foreign: BTreeSet<&str> = found.foreign.iter().map(|(id, _)| id.as_str()).collect();
+            want.iter()
+                .copied()
+                .filter(|id| {
+                    !found.regs.contains_key(*id) && !foreign.contains(id) && !still.contains(id)
+                })
+                .collect()
+        };
+        if !missing.is_empty() {
+            let asked = missing.iter().map(|s| s.to_string()).collect();
+            let more = self
+                .read(place, id_filter(&missing).as_deref(), sorter(asked, true))
+                .await?;
+            found.regs.extend(more.regs);
+            found.foreign.extend(more.foreign);
         }
         Ok(found)
     }
@@ -338,7 +324,7 @@ impl Consul {
         for (agent, result) in results {
             match result {
                 Ok(found) => {
-                    self.expected.listed(&agent, &found.regs);
+                    self.expected.listed(&agent, found.regs.values());
                     if found.regs.is_empty() {
                         st.known.remove(&agent);
                     } else {
@@ -346,8 +332,12 @@ impl Consul {
                     }
                     remember_held(&mut st, &agent, &found);
                     st.listed.insert(agent);
-                    for reg in found.regs {
-                        insert_listed(&mut listing.regs, reg, desired);
+                    if listing.regs.is_empty() {
+                        listing.regs = found.regs;
+                    } else {
+                        for (_, reg) in found.regs {
+                            insert_listed(&mut listing.regs, reg, desired);
+                        }
                     }
                     listing.foreign.extend(found.foreign);
                 }
@@ -383,16 +373,16 @@ impl Consul {
         let found = self
             .list_place(&Place::Catalog, &want, first, held.as_ref())
             .await?;
-        self.expected.listed(self.url.as_str(), &found.regs);
+        self.expected.listed(self.url.as_str(), found.regs.values());
         {
             let mut st = self.agents.lock().expect("agents lock");
             remember_held(&mut st, &self.node, &found);
             st.listed.insert(self.node.clone());
         }
-        let mut listing = Listing::default();
-        for reg in found.regs {
-            listing.regs.insert(reg.id.clone(), reg);
-        }
+        let mut listing = Listing {
+            regs: found.regs,
+            ..Default::default()
+        };
         listing.foreign.extend(found.foreign);
         Ok(listing)
     }

@@ -8,6 +8,7 @@
 mod build;
 mod config;
 mod digest;
+mod found;
 mod listing;
 mod watch;
 mod wire;

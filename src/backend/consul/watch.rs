@@ -56,8 +56,11 @@ struct Place {
 
 impl Expected {
     /// A successful listing of `place` found these owned registrations.
-    pub fn listed(&self, place: &str, regs: &[Registration]) {
-        let map = regs.iter().map(|r| (r.id.clone(), entry_hash(r))).collect();
+    pub fn listed<'a>(&self, place: &str, regs: impl IntoIterator<Item = &'a Registration>) {
+        let map = regs
+            .into_iter()
+            .map(|r| (r.id.clone(), entry_hash(r)))
+            .collect();
         self.lock().entry(place.to_string()).or_default().regs = Some(map);
     }
 

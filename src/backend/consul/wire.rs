@@ -279,7 +279,7 @@ impl ListedService {
 
 /// A name from a server as it may stand in a message: plain names as they are, anything else
 /// quoted with escapes and cut to 64 characters.
-fn printable(s: &str) -> String {
+pub(super) fn printable(s: &str) -> String {
     let plain = !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -288,56 +288,6 @@ fn printable(s: &str) -> String {
         s.to_string()
     } else {
         format!("{:?}", s.chars().take(64).collect::<String>())
-    }
-}
-
-/// `GET /v1/agent/services`, decoded from the body as it arrives: an object of services by
-/// id, read as the list of its values (the id is in each), never as a map (at 20,000 a map
-/// beside the list was 5 MiB).
-pub fn agent_services(body: &mut dyn std::io::Read) -> serde_json::Result<Vec<ListedService>> {
-    use serde::de::DeserializeSeed;
-    let mut d = serde_json::Deserializer::from_reader(body);
-    let mut list = Values.deserialize(&mut d)?;
-    d.end()?;
-    // The count is unknown until the end: give back the room the last doubling left (a large
-    // allocation shrinks in place).
-    list.shrink_to_fit();
-    Ok(list)
-}
-
-/// The values of an object of services by id.
-struct Values;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Values {
-    type Value = Vec<ListedService>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Values {
-    type Value = Vec<ListedService>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object of services by id")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let s: ListedService = map.next_value()?;
-            // Consul keys each entry by its ID (`AgentServices` in agent/agent_endpoint.go:
-            // `agentSvcs[id.ID]`): an answer that does not is not Consul's, and which of the
-            // two names a write would reach is unknown.
-            if s.id != key {
-                return Err(serde::de::Error::custom(format!(
-                    "entry {} holds ID {}",
-                    printable(&key),
-                    printable(&s.id)
-                )));
-            }
-            out.push(s);
-        }
-        unique(&mut out).map_err(serde::de::Error::custom)?;
-        Ok(out)
     }
 }
 
@@ -392,43 +342,22 @@ mod tests {
     }
 
     #[test]
-    fn agent_services_decode_into_their_values() {
-        let got = super::agent_services(
-            &mut &br#"{"a": {"ID": "a", "Service": "web", "Tags": ["rancon-x"], "Port": 80},
-                "b": {"ID": "b", "Service": "db", "Extra": [1], "Meta": {"z": "1", "a": "2"}}}"#[..],
-        )
-        .unwrap();
-        let ids: Vec<&str> = got.iter().map(|s| s.id()).collect();
-        assert_eq!(ids, ["a", "b"]);
-        assert_eq!(got.capacity(), 2, "no spare room kept");
-        assert!(got[0].has_tag("rancon-x") && !got[1].has_tag("rancon-x"));
-        let meta = got[1].meta.as_ref().unwrap();
+    fn a_listed_service_keeps_its_tags_and_meta_sorted_without_spare_room() {
+        let s = listed(serde_json::json!({"ID": "b", "Service": "db", "Extra": [1],
+            "Tags": ["v2", "rancon-x", "v1"], "Meta": {"z": "1", "a": "2"}}));
+        assert!(s.has_tag("rancon-x") && !s.has_tag("v3"));
+        let meta = s.meta.as_ref().unwrap();
         assert_eq!(
             meta.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["a", "z"]
         );
-        assert!(super::agent_services(&mut &b"{}"[..]).is_ok_and(|s| s.is_empty()));
-        for bad in [
-            "null",
-            "[]",
-            r#"{"a": 1}"#,
-            r#"{"a": {"ID": "a", "Service": "s"}} x"#,
-        ] {
-            assert!(super::agent_services(&mut bad.as_bytes()).is_err(), "{bad}");
-        }
     }
 
     #[test]
-    fn an_answer_naming_an_id_twice_is_refused() {
+    fn a_node_answer_naming_an_id_twice_is_refused() {
+        // Agent answers: `found::tests::contradicting_or_foreign_shaped_answers_are_refused`.
         let ours = r#"{"ID": "web-1", "Service": "web", "Tags": ["rancon-x"], "Port": 80}"#;
         let theirs = r#"{"ID": "web-1", "Service": "web", "Tags": ["other"], "Port": 80}"#;
-        for bad in [
-            format!(r#"{{"web-1": {ours}, "web-1": {theirs}}}"#),
-            format!(r#"{{"web-1": {ours}, "web-2": {theirs}}}"#),
-            format!(r#"{{"other": {ours}}}"#),
-        ] {
-            assert!(super::agent_services(&mut bad.as_bytes()).is_err(), "{bad}");
-        }
         let node = format!(r#"{{"Services": [{ours}, {theirs}]}}"#);
         assert!(serde_json::from_str::<super::NodeServices>(&node).is_err());
         let fine = format!(r#"{{"Services": [{ours}]}}"#);
