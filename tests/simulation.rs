@@ -156,6 +156,32 @@ impl Source for SimSource {
         Ok(st.endpoints(&world, true))
     }
 
+    /// A failing listing first hands over half of what it saw, then fails: the engine must
+    /// discard what it was given (a part taken for the whole would deregister the rest).
+    async fn fetch_each(
+        &self,
+        sink: &mut rancon::source::Sink<'_>,
+    ) -> Result<(usize, Vec<Skip>), SourceError> {
+        let (endpoints, skipped, fails) = {
+            let mut st = self.0.lock().unwrap();
+            st.fetches += 1;
+            let world = st.world.clone();
+            let (eps, skipped) = st.endpoints(&world, true);
+            (eps, skipped, st.faults.source_fails)
+        };
+        if fails {
+            let half = endpoints.len() / 2;
+            endpoints.into_iter().take(half).for_each(sink);
+            return Err(SourceError::Transport {
+                url: "sim://".into(),
+                message: "connection reset mid-listing".into(),
+            });
+        }
+        let n = endpoints.len();
+        endpoints.into_iter().for_each(sink);
+        Ok((n, skipped))
+    }
+
     fn current(&self) -> Option<(Vec<Endpoint>, Vec<Skip>)> {
         let st = self.0.lock().unwrap();
         let mut world = match st.faults.view {
