@@ -629,3 +629,36 @@ async fn a_token_file_rewritten_with_a_control_character_is_a_round_error_not_a_
     std::fs::write(s.path("token"), "good-token\n").unwrap();
     assert!(!round(&p).await.failed());
 }
+
+/// Two sources naming the same registration id: the first source in the pipeline's order keeps
+/// it, whichever of them lists faster, and the other's copy is dropped (never a write each,
+/// fighting over the id).
+#[tokio::test]
+async fn of_two_sources_with_one_id_the_first_keeps_it() {
+    let c = Consul::start(1).await;
+    for other in ["aaa", "zzz"] {
+        let s = Setup::new();
+        s.services(&[("web", "127.0.0.2", 8080, &[("rancon.tags", "from-svc")])]);
+        let extra = format!(
+            "[sources.{other}]\ntype = \"static\"\n[[sources.{other}.services]]\nname = \"web\"\n\
+             host = \"127.0.0.2\"\nport = 8080\nlabels = {{ rancon = \"\", \"rancon.tags\" = \"from-{other}\" }}\n"
+        );
+        let p = s.pipeline(&extra, &format!("url = {:?}", c.url(0)));
+        let first = p.sources[0].name().to_string();
+        let r = p
+            .round(RoundOptions {
+                dry_run: true,
+                ..Default::default()
+            })
+            .await;
+        let plan = r.backends[0].plan.as_ref().unwrap();
+        assert_eq!(plan.register.len(), 1, "one id, one registration: {plan:?}");
+        let reg = &plan.register["web-127-0-0-2-8080"];
+        assert!(
+            reg.tags.contains(&format!("from-{first}")),
+            "{first} comes first and keeps the id: {:?}",
+            reg.tags
+        );
+        assert_eq!(r.sources.iter().map(|s| s.endpoints).sum::<usize>(), 2);
+    }
+}
