@@ -22,12 +22,12 @@ struct Src {
 }
 
 impl Src {
-    fn new(name: &'static str, eps: &[(&'static str, &'static str)], fails: bool) -> Box<Self> {
-        Box::new(Self {
+    fn new(name: &'static str, eps: &[(&'static str, &'static str)], fails: bool) -> Self {
+        Self {
             name,
             eps: eps.to_vec(),
             fails,
-        })
+        }
     }
 
     fn endpoints(&self) -> Vec<Endpoint> {
@@ -122,20 +122,23 @@ impl Backend for Reg {
     }
 }
 
-fn backend(name: &'static str, sources: Option<&[&str]>, held: &[&'static str]) -> Box<Reg> {
-    Box::new(Reg {
+fn backend(name: &'static str, sources: Option<&[&str]>, held: &[&'static str]) -> Reg {
+    Reg {
         name,
         sources: sources.map(|s| s.iter().map(|s| s.to_string()).collect()),
         held: held.to_vec(),
-    })
+    }
 }
 
-fn pipeline(sources: Vec<Box<Src>>, backends: Vec<Box<Reg>>) -> Pipeline {
+fn pipeline(sources: Vec<Src>, backends: Vec<Reg>) -> Pipeline {
     Pipeline {
-        sources: sources.into_iter().map(|s| s as Box<dyn Source>).collect(),
+        sources: sources
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn Source>)
+            .collect(),
         backends: backends
             .into_iter()
-            .map(|b| b as Box<dyn Backend>)
+            .map(|b| Box::new(b) as Box<dyn Backend>)
             .collect(),
         max_deregister_fraction: 1.0,
         write_gate: None,
