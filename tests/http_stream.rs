@@ -133,3 +133,80 @@ async fn a_body_that_is_not_json_is_a_decode_error() {
         .unwrap_err();
     assert!(matches!(err, StreamError::Decode(_)), "{err:?}");
 }
+
+/// Serves one connection: writes `head` and `first` (one chunk of a chunked body), then holds
+/// the connection open without ending the body; reports on `closed` when the client closes it.
+async fn serve_and_hold(first: &[u8], closed: tokio::sync::oneshot::Sender<()>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    let mut head = CHUNKED.as_bytes().to_vec();
+    head.extend_from_slice(format!("{:x}\r\n", first.len()).as_bytes());
+    head.extend_from_slice(first);
+    head.extend_from_slice(b"\r\n");
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        s.write_all(&head).await.unwrap();
+        // Whatever the client sends now, until it closes.
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        let _ = closed.send(());
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_fails_at_the_request_timeout_as_a_broken_connection() {
+    // A whole value, then the body never ends: the decoder waits for what follows the value,
+    // and the client's timeout (which covers the body) ends the wait; retried as transport.
+    let (tx, _closed) = tokio::sync::oneshot::channel();
+    let url = serve_and_hold(b"[1,2]", tx).await;
+    let tls = rancon::config::ClientTls::default();
+    let client = rancon::http::client(std::time::Duration::from_secs(1), &tls).unwrap();
+    let resp = client.get(&url).send().await.unwrap();
+    let err = decode_streamed(resp, 1000, list).await.unwrap_err();
+    match err {
+        StreamError::Body(BodyError::Broken(m)) => assert!(m.contains("timed out"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_decode_given_up_lets_go_of_its_connection() {
+    // The caller stops waiting (a watch aborted, a round cancelled): the blocking thread must
+    // not keep reading a body that trickles in until the (long) request timeout.
+    let (tx, closed) = tokio::sync::oneshot::channel();
+    let url = serve_and_hold(b"[1,", tx).await;
+    let tls = rancon::config::ClientTls::default();
+    let client = rancon::http::client(std::time::Duration::from_secs(3600), &tls).unwrap();
+    let resp = client.get(&url).send().await.unwrap();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(decode_streamed(resp, 1000, move |r| {
+        let _ = started_tx.send(());
+        list(r)
+    }));
+    started.await.unwrap();
+    task.abort();
+    // A bound only so a regression fails instead of hanging: the connection closes at once,
+    // or (before the fix) at the client's hour-long timeout.
+    let done = tokio::time::timeout(std::time::Duration::from_secs(60), closed).await;
+    assert!(
+        done.is_ok(),
+        "the connection stayed open after its decode was given up"
+    );
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_decode_error_not_a_stack_overflow() {
+    let deep = "[".repeat(200_000);
+    let url = serve_once(CHUNKED.into(), chunked(&[deep.as_bytes()])).await;
+    let err = decode_streamed(get(&url).await, 1 << 20, |r| {
+        serde_json::from_reader::<_, serde_json::Value>(r)
+    })
+    .await
+    .unwrap_err();
+    match err {
+        StreamError::Decode(e) => assert!(e.to_string().contains("recursion"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -588,3 +588,54 @@ async fn an_unannounced_body_over_max_response_size_fails_the_listing() {
         .expect_err("over the cap");
     assert!(err.to_string().contains("max_response_size"), "{err}");
 }
+
+/// A server answering 200 with the secret where a value of another type belongs: serde_json's
+/// message quotes a mistyped string whole, so the page's error and an item's skip reason
+/// must be scrubbed like an error body.
+#[tokio::test]
+async fn a_200_echoing_the_secret_in_a_mistyped_value_is_scrubbed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn serve(items: &'static str) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = req.split(' ').nth(1).unwrap_or("").to_string();
+                let base = format!("http://{addr}/v2-beta/projects/1a5");
+                let body = if path == "/v2-beta/projects/1a5" {
+                    json!({"id": "1a5", "type": "project", "name": "Default", "state": "active",
+                        "links": {"self": base, "services": format!("{base}/services")}})
+                    .to_string()
+                } else if path.contains("/services") {
+                    items.to_string()
+                } else {
+                    r#"{"data": [], "pagination": {}}"#.to_string()
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/v2-beta/projects/1a5")
+    }
+    // The page itself.
+    let url = serve(r#"{"data": "sk-secret"}"#).await;
+    let err = source(&cfg(url)).fetch().await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(matches!(err, SourceError::Decode { .. }), "{msg}");
+    assert!(!msg.contains("sk-secret"), "{msg}");
+    // One item: named by the secret, with the secret where an object belongs.
+    let url = serve(
+        r#"{"data": [{"id": "1s1", "name": "sk-secret", "type": "service", "launchConfig": "sk-secret"}], "pagination": {}}"#,
+    )
+    .await;
+    let (_, skipped) = source(&cfg(url)).fetch().await.unwrap();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    let msg = format!("{} {:?}", skipped[0], skipped[0]);
+    assert!(!msg.contains("sk-secret"), "{msg}");
+}

@@ -178,20 +178,12 @@ impl Api {
             .await
             .map_err(|e| self.transport(op, url, e.to_string()))?;
         // Consul answers errors with a plain-text reason; a proxy in front may echo headers.
-        let mut message: String = String::from_utf8_lossy(&body)
+        let message: String = String::from_utf8_lossy(&body)
             .trim()
             .chars()
             .take(300)
             .collect();
-        if let Some(t) = self.token.get() {
-            message = t.scrub(&message);
-        }
-        if let Some(a) = &self.auth {
-            message = a.scrub(&message);
-            if let Some((_, password)) = a.expose().split_once(':') {
-                message = Secret::new(password).scrub(&message);
-            }
-        }
+        let message = self.scrub(message);
         Err(if status == 403 {
             BackendError::Acl {
                 backend: self.backend.clone(),
@@ -210,6 +202,30 @@ impl Api {
         })
     }
 
+    /// `message` (from the server) without the token or the basic-auth credentials it may
+    /// echo.
+    fn scrub(&self, mut message: String) -> String {
+        if let Some(t) = self.token.get() {
+            message = t.scrub(&message);
+        }
+        if let Some(a) = &self.auth {
+            message = a.scrub(&message);
+            if let Some((_, password)) = a.expose().split_once(':') {
+                message = Secret::new(password).scrub(&message);
+            }
+        }
+        message
+    }
+
+    /// A 2xx answer that did not decode. serde_json quotes a mistyped string value whole, so
+    /// a server or proxy echoing the token in a 200 would put it in the message: scrubbed.
+    fn undecoded(&self, op: &'static str, url: &str, e: &serde_json::Error) -> BackendError {
+        BackendError::Decode {
+            what: format!("{op} answer from {url}"),
+            message: self.scrub(e.to_string()),
+        }
+    }
+
     /// Decodes a 2xx answer's body as it arrives (`http::decode_streamed`).
     async fn decoded<T: Send + 'static>(
         &self,
@@ -223,10 +239,7 @@ impl Api {
             .await
             .map_err(|e| match e {
                 StreamError::Body(e) => self.transport(op, url, e.to_string()),
-                StreamError::Decode(e) => BackendError::Decode {
-                    what: format!("{op} answer from {url}"),
-                    message: e.to_string(),
-                },
+                StreamError::Decode(e) => self.undecoded(op, url, &e),
             })
     }
 
@@ -251,10 +264,7 @@ impl Api {
     ) -> Result<T, BackendError> {
         let make = || self.request(&reqwest::Method::GET, url).query(query);
         let body = self.send(op, url, make).await?;
-        decode(&body).map_err(|e| BackendError::Decode {
-            what: format!("{op} answer from {url}"),
-            message: e.to_string(),
-        })
+        decode(&body).map_err(|e| self.undecoded(op, url, &e))
     }
 
     /// `get_with` for the largest answers (listings): the body is decoded as it arrives,
@@ -343,10 +353,7 @@ impl Api {
         let body = self
             .send(op, url, || self.put_request(url, query, body))
             .await?;
-        serde_json::from_slice(&body).map_err(|e| BackendError::Decode {
-            what: format!("{op} answer from {url}"),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&body).map_err(|e| self.undecoded(op, url, &e))
     }
 
     fn put_request<B: Serialize + ?Sized>(

@@ -8,7 +8,7 @@
 //! so only the chunks in flight are held.
 
 use super::BodyError;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::io::Read;
 
 /// Why a streamed body did not decode.
@@ -36,9 +36,14 @@ where
     if resp.content_length().is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge { limit }.into());
     }
+    // Dropped with this future (a watch aborted, a round given up): the body then ends at
+    // once, so the blocking thread stops and the connection goes, instead of reading on
+    // until the request's timeout (for a watch, over a minute) for nobody.
+    let (_given_up, stop) = futures::channel::oneshot::channel::<()>();
     let body = resp
         .bytes_stream()
-        .map_err(|e| std::io::Error::other(super::describe(&e.without_url())));
+        .map_err(|e| std::io::Error::other(super::describe(&e.without_url())))
+        .take_until(stop);
     // Built here: the bridge keeps the runtime's handle to drive the body from its thread.
     let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body));
     // Buffered outside the limit: serde_json reads byte by byte.

@@ -38,10 +38,16 @@ impl Inner {
                 url: url.to_string(),
                 message: e.to_string(),
             })?;
-        serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
+        serde_json::from_slice(&body).map_err(|e| self.undecoded(url, &e))
+    }
+
+    /// A body that did not decode. serde_json quotes a mistyped string value whole, so a
+    /// server echoing the credentials in a 200 would put them in the message: scrubbed.
+    fn undecoded(&self, url: &str, e: &serde_json::Error) -> SourceError {
+        SourceError::Decode {
             what: url.to_string(),
-            message: e.to_string(),
-        })
+            message: self.scrub(&e.to_string()),
+        }
     }
 
     /// One authenticated GET: the answer, its body unread, when it is a 200, else the error.
@@ -109,10 +115,7 @@ impl Inner {
             page::PageSeed::new(trim)
                 .deserialize(&mut d)
                 .and_then(|page| d.end().map(|()| page))
-                .map_err(|e| SourceError::Decode {
-                    what: url.to_string(),
-                    message: e.to_string(),
-                })
+                .map_err(|e| self.undecoded(url, &e))
         };
         crate::http::with_retry(once, retryable).await
     }
@@ -151,7 +154,8 @@ impl Inner {
             })?;
             for (id, item) in data {
                 if id.is_none_or(|id| ids.insert(id)) {
-                    out.push(item);
+                    // The item's name and the decoder's message are shown as a skip reason.
+                    out.push(item.map_err(|(label, m)| (self.scrub(&label), self.scrub(&m))));
                 }
             }
             let pagination = page.pagination;
