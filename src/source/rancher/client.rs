@@ -31,14 +31,19 @@ impl Inner {
     }
 
     async fn get_once<T: DeserializeOwned>(&self, url: &str) -> Result<T, SourceError> {
+        let body = self.body(url).await?;
+        serde_json::from_slice(&body).map_err(|e| self.undecoded(url, &e))
+    }
+
+    /// The body of a 200 answer to a GET of `url`, at most `max_response_size` bytes.
+    async fn body(&self, url: &str) -> Result<Vec<u8>, SourceError> {
         let mut resp = self.respond(url).await?;
-        let body = crate::http::read_body(&mut resp, self.max_body, false)
+        crate::http::read_body(&mut resp, self.max_body, false)
             .await
             .map_err(|e| SourceError::Transport {
                 url: url.to_string(),
                 message: e.to_string(),
-            })?;
-        serde_json::from_slice(&body).map_err(|e| self.undecoded(url, &e))
+            })
     }
 
     /// A body that did not decode. serde_json quotes a mistyped string value whole, so a
@@ -103,13 +108,7 @@ impl Inner {
         F: Fn(&mut T),
     {
         let once = || async {
-            let mut resp = self.respond(url).await?;
-            let body = crate::http::read_body(&mut resp, self.max_body, false)
-                .await
-                .map_err(|e| SourceError::Transport {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                })?;
+            let body = self.body(url).await?;
             use serde::de::DeserializeSeed;
             let mut d = serde_json::Deserializer::from_slice(&body);
             page::PageSeed::new(trim)
