@@ -2,37 +2,22 @@
 //! transport failure retried a bounded number of times, a 200 that is not the answer is a
 //! decode failure never retried, and a 200 echoing the token never puts it in a message.
 
+#[allow(dead_code)]
+mod support;
+
 use rancon::config::Secret;
 use rancon::config::secret::SecretSource;
 use rancon::consul::Api;
 use rancon::error::BackendError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "b1e3c5f0-token-never-shown-0d1840c";
 
 /// Answers every connection with `answer` (whole HTTP response) and closes; counts requests.
 async fn server(answer: String) -> (String, Arc<AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let answer = answer.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                if s.read(&mut buf).await.unwrap_or(0) > 0 {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                }
-                let _ = s.write_all(answer.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    (url, count)
+    let (addr, count) = support::raw::canned(answer).await;
+    (format!("http://{addr}"), count)
 }
 
 fn api() -> Api {

@@ -3,29 +3,20 @@
 //! connection with chunked and announced lengths, and a body split in many chunks decodes
 //! whole.
 
+#[allow(dead_code)]
+mod support;
+
 use rancon::http::{BodyError, StreamError, decode_streamed};
 use std::io::Read;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Serves one connection: reads the request, writes `head` and then `parts`, each flushed
-/// separately (so the client sees several chunks), then closes.
+/// Serves: reads the request, writes `head` and then `parts`, each flushed separately (so
+/// the client sees several chunks), then closes.
 async fn serve_once(head: String, parts: Vec<Vec<u8>>) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
-        s.write_all(head.as_bytes()).await.unwrap();
-        for p in parts {
-            if s.write_all(&p).await.is_err() {
-                return;
-            }
-            let _ = s.flush().await;
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    });
-    url
+    let mut all = vec![head.into_bytes()];
+    all.extend(parts);
+    let (addr, _) = support::raw::serve(move |_| all.clone()).await;
+    format!("http://{addr}/")
 }
 
 /// `parts` as HTTP/1.1 chunks, ended properly.

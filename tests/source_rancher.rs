@@ -531,22 +531,13 @@ async fn check_connect_and_dry_run_through_the_binary() {
 #[tokio::test]
 async fn an_error_body_echoing_the_credentials_is_scrubbed() {
     use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let basic = base64::engine::general_purpose::STANDARD.encode("ak:sk-secret");
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let echo = format!("bad request; you sent secret sk-secret as Basic {basic}");
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = l.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = c.read(&mut buf).await;
-            let answer = format!(
-                "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{echo}",
-                echo.len()
-            );
-            let _ = c.write_all(answer.as_bytes()).await;
-        }
-    });
+    let (addr, _) = support::raw::canned(format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{echo}",
+        echo.len()
+    ))
+    .await;
     let err = source(&cfg(format!("http://{addr}/v2-beta")))
         .fetch()
         .await
@@ -560,24 +551,12 @@ async fn an_error_body_echoing_the_credentials_is_scrubbed() {
 /// limit holds while reading, not only against `Content-Length`.
 #[tokio::test]
 async fn an_unannounced_body_over_max_response_size_fails_the_listing() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = l.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = c.read(&mut buf).await;
-            let _ = c
-                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"data\":[")
-                .await;
-            let filler = vec![b' '; 16 << 10];
-            for _ in 0..16 {
-                if c.write_all(&filler).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let (addr, _) = support::raw::serve(|_| {
+        let mut parts = vec![b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"data\":[".to_vec()];
+        parts.extend(std::iter::repeat_n(vec![b' '; 16 << 10], 16));
+        parts
+    })
+    .await;
     let mut common = Config::default().common();
     common.max_response_size = 64 << 10;
     let c = cfg(format!("http://{addr}/v2-beta/projects/1a5"));

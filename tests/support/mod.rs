@@ -9,3 +9,4 @@ pub mod pki;
 pub mod process;
 pub mod rancher;
 pub mod rancher_events;
+pub mod raw;
