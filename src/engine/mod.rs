@@ -91,21 +91,10 @@ pub fn feeds(be: &dyn Backend, src: &str) -> bool {
 /// What `be` should hold for these endpoints (only those of the sources it reads), and the
 /// endpoints it could not render.
 pub fn desired(be: &dyn Backend, endpoints: &[Endpoint]) -> (RegistrationMap, Vec<Skip>) {
-    render_all(be, endpoints)
-}
-
-/// `desired` over endpoints given by reference or by value.
-fn render_all<E: std::borrow::Borrow<Endpoint>>(
-    be: &dyn Backend,
-    endpoints: impl IntoIterator<Item = E>,
-) -> (RegistrationMap, Vec<Skip>) {
     let mut desired = RegistrationMap::new();
     let mut skipped = Vec::new();
-    for ep in endpoints {
-        let ep = ep.borrow();
-        if feeds(be, &ep.source) {
-            render_into(be, ep, &mut desired, &mut skipped);
-        }
+    for ep in endpoints.iter().filter(|ep| feeds(be, &ep.source)) {
+        render_into(be, ep, &mut desired, &mut skipped);
     }
     (desired, skipped)
 }
